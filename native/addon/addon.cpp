@@ -1,0 +1,295 @@
+// The one Node binding of the engine: thin wrappers that move arguments in and results out.
+// Everything slow runs in a Napi::AsyncWorker off the JS thread; every C++ exception becomes a
+// rejected promise with the engine's message, so no input can take the Node process down.
+#include <napi.h>
+
+#include <memory>
+#include <mutex>
+#include <new>
+#include <set>
+
+#include "../src/kernels.h"
+#include "../src/llama4/text_model.h"
+#include "../src/thread_pool.h"
+
+namespace {
+
+using l4::ForwardRequest;
+using l4::ForwardResult;
+using l4::KVCache;
+using l4::TextModel;
+
+using CancelToken = std::shared_ptr<std::atomic<bool>>;
+
+// A promise-returning worker; subclasses fill Run() and Resolve().
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Resolve(Napi::Env env) = 0;
+
+  void Execute() override {
+    try {
+      Run();
+    } catch (const l4::CancelledError&) {
+      cancelled_ = true;
+      SetError("cancelled: the operation was interrupted");
+    } catch (const std::bad_alloc&) {
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown native error");
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(Resolve(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override {
+    Napi::Error err = Napi::Error::New(Env(), e.Message());
+    if (cancelled_) {
+      err.Set("name", Napi::String::New(Env(), "AbortError"));
+      err.Set("code", Napi::String::New(Env(), "ABORT_ERR"));
+    }
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  bool cancelled_ = false;
+};
+
+Napi::Float32Array to_float32_array(Napi::Env env, std::vector<float>&& data) {
+  auto* owned = new std::vector<float>(std::move(data));
+  auto buffer = Napi::ArrayBuffer::New(env, owned->data(), owned->size() * sizeof(float),
+                                       [](Napi::Env, void*, std::vector<float>* v) { delete v; }, owned);
+  return Napi::Float32Array::New(env, owned->size(), buffer, 0);
+}
+
+std::vector<int32_t> int32_vector(const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + " must be an Int32Array");
+  auto a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+class CacheWrap : public Napi::ObjectWrap<CacheWrap> {
+ public:
+  static Napi::FunctionReference constructor;
+  static void Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "NativeKVCache",
+                                   {InstanceAccessor<&CacheWrap::Length>("length"),
+                                    InstanceAccessor<&CacheWrap::Batch>("batch"),
+                                    InstanceAccessor<&CacheWrap::Bytes>("bytes")});
+    constructor = Napi::Persistent(f);
+  }
+  explicit CacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CacheWrap>(info) {}
+  std::shared_ptr<KVCache> cache;
+  const TextModel* owner = nullptr;
+
+ private:
+  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(cache->length())); }
+  Napi::Value Batch(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(cache->batch())); }
+  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(cache->bytes())); }
+};
+Napi::FunctionReference CacheWrap::constructor;
+
+// In-flight calls of one model, so cancel() reaches each of them (and none started later).
+struct CancelRegistry {
+  std::mutex mutex;
+  std::set<CancelToken> active;
+  CancelToken add() {
+    auto t = std::make_shared<std::atomic<bool>>(false);
+    std::lock_guard<std::mutex> l(mutex);
+    active.insert(t);
+    return t;
+  }
+  void remove(const CancelToken& t) {
+    std::lock_guard<std::mutex> l(mutex);
+    active.erase(t);
+  }
+  void cancel_all() {
+    std::lock_guard<std::mutex> l(mutex);
+    for (auto& t : active) t->store(true);
+  }
+};
+
+class ForwardWorker : public PromiseWorker {
+ public:
+  ForwardWorker(Napi::Env env, std::shared_ptr<TextModel> model, std::shared_ptr<CancelRegistry> registry,
+                ForwardRequest req, std::shared_ptr<KVCache> cache, Napi::Object cache_object)
+      : PromiseWorker(env), model_(std::move(model)), registry_(std::move(registry)), req_(std::move(req)),
+        cache_(std::move(cache)), token_(registry_->add()) {
+    req_.cache = cache_.get();
+    if (!cache_object.IsEmpty()) cache_ref_ = Napi::Persistent(cache_object);  // keep it alive while running
+  }
+  ~ForwardWorker() override { registry_->remove(token_); }
+
+ protected:
+  void Run() override { result_ = model_->forward(req_, *token_); }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("logits", to_float32_array(env, std::move(result_.logits)));
+    out.Set("kept", Napi::Number::New(env, double(result_.kept)));
+    if (req_.output_hidden_states) out.Set("hiddenStates", to_float32_array(env, std::move(result_.hidden_states)));
+    if (req_.output_router_logits) {
+      out.Set("routerLogits", to_float32_array(env, std::move(result_.router_logits)));
+      Napi::Array layers = Napi::Array::New(env, result_.moe_layers.size());
+      for (size_t i = 0; i < result_.moe_layers.size(); i++) layers.Set(uint32_t(i), result_.moe_layers[i]);
+      out.Set("moeLayers", layers);
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<TextModel> model_;
+  std::shared_ptr<CancelRegistry> registry_;
+  ForwardRequest req_;
+  std::shared_ptr<KVCache> cache_;
+  CancelToken token_;
+  Napi::ObjectReference cache_ref_;
+  ForwardResult result_;
+};
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::FunctionReference constructor;
+  static void Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "NativeModel",
+                                   {InstanceMethod<&ModelWrap::Forward>("forward"),
+                                    InstanceMethod<&ModelWrap::CreateCache>("createCache"),
+                                    InstanceMethod<&ModelWrap::Cancel>("cancel"),
+                                    InstanceMethod<&ModelWrap::Config>("config"),
+                                    InstanceMethod<&ModelWrap::Info>("info")});
+    constructor = Napi::Persistent(f);
+  }
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
+  std::shared_ptr<TextModel> model;
+  std::shared_ptr<CancelRegistry> registry = std::make_shared<CancelRegistry>();
+
+ private:
+  // forward({ inputIds: Int32Array, batch, seqLen, attentionMask?, positionIds?, cache?, outputHiddenStates?,
+  //           outputRouterLogits?, logitsToKeep? }) -> Promise<{ logits, kept, hiddenStates?, routerLogits?, moeLayers? }>
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "forward expects an options object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    ForwardRequest req;
+    req.input_ids = int32_vector(o.Get("inputIds"), "inputIds");
+    req.batch = o.Get("batch").ToNumber().Int64Value();
+    req.seq_len = o.Get("seqLen").ToNumber().Int64Value();
+    if (o.Has("attentionMask") && !o.Get("attentionMask").IsUndefined())
+      req.attention_mask = int32_vector(o.Get("attentionMask"), "attentionMask");
+    if (o.Has("positionIds") && !o.Get("positionIds").IsUndefined())
+      req.position_ids = int32_vector(o.Get("positionIds"), "positionIds");
+    req.output_hidden_states = o.Get("outputHiddenStates").ToBoolean();
+    req.output_router_logits = o.Get("outputRouterLogits").ToBoolean();
+    if (o.Has("logitsToKeep") && !o.Get("logitsToKeep").IsUndefined())
+      req.logits_to_keep = o.Get("logitsToKeep").ToNumber().Int64Value();
+    std::shared_ptr<KVCache> cache;
+    Napi::Object cache_object;
+    Napi::Value c = o.Get("cache");
+    if (!c.IsUndefined() && !c.IsNull()) {
+      if (!c.IsObject() || !c.As<Napi::Object>().InstanceOf(CacheWrap::constructor.Value()))
+        throw Napi::TypeError::New(env, "cache must come from this model's createCache()");
+      CacheWrap* wrap = CacheWrap::Unwrap(c.As<Napi::Object>());
+      if (wrap->owner != model.get()) throw Napi::TypeError::New(env, "cache was created by another model");
+      cache = wrap->cache;
+      cache_object = c.As<Napi::Object>();
+    }
+    auto* worker = new ForwardWorker(env, model, registry, std::move(req), cache, cache_object);
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  }
+
+  Napi::Value CreateCache(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int64_t batch = info.Length() > 0 ? info[0].ToNumber().Int64Value() : 1;
+    if (batch < 1) throw Napi::RangeError::New(env, "createCache: batch size must be >= 1");
+    Napi::Object obj = CacheWrap::constructor.New({});
+    CacheWrap* wrap = CacheWrap::Unwrap(obj);
+    wrap->cache = std::make_shared<KVCache>(model->config(), batch);
+    wrap->owner = model.get();
+    return obj;
+  }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    registry->cancel_all();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Config(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), model->config().to_json()); }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("layout", model->weights().layout);
+    o.Set("mappedBytes", Napi::Number::New(env, double(model->mapped_weight_bytes())));
+    o.Set("convertedBytes", Napi::Number::New(env, double(model->weights().converted_bytes)));
+    return o;
+  }
+};
+Napi::FunctionReference ModelWrap::constructor;
+
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, std::string dir, std::string dtype)
+      : PromiseWorker(env), dir_(std::move(dir)), dtype_(std::move(dtype)) {}
+
+ protected:
+  void Run() override { model_ = std::make_shared<TextModel>(dir_, dtype_); }
+  Napi::Value Resolve(Napi::Env) override {
+    Napi::Object obj = ModelWrap::constructor.New({});
+    ModelWrap::Unwrap(obj)->model = model_;
+    return obj;
+  }
+
+ private:
+  std::string dir_, dtype_;
+  std::shared_ptr<TextModel> model_;
+};
+
+// loadModel(dir, { dtype }) -> Promise<NativeModel>
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadModel expects a directory path");
+  std::string dtype = "auto";
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Value d = info[1].As<Napi::Object>().Get("dtype");
+    if (d.IsString()) dtype = d.As<Napi::String>().Utf8Value();
+  }
+  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype);
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  l4::set_num_threads(info.Length() > 0 ? int(info[0].ToNumber().Int32Value()) : 0);
+  return info.Env().Undefined();
+}
+Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), l4::num_threads()); }
+Napi::Value Simd(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), l4::simd_name()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  ModelWrap::Init(env);
+  CacheWrap::Init(env);
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("numThreads", Napi::Function::New(env, NumThreads));
+  exports.Set("simd", Napi::Function::New(env, Simd));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(llama4_native, Init)

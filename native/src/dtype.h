@@ -1,0 +1,35 @@
+// Element types of checkpoint tensors and their conversion to f32 (activations are always f32).
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace l4 {
+
+enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2 };
+
+// Returns false for a name safetensors does not define.
+bool dtype_from_name(const std::string& name, DType* out);
+const char* dtype_name(DType t);
+size_t dtype_size(DType t);
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Round-to-nearest-even, as torch's .to(torch.bfloat16).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffff) > 0x7f800000) return uint16_t((bits >> 16) | 0x40);  // keep NaN a NaN
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return uint16_t(bits >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+}  // namespace l4

@@ -1,0 +1,216 @@
+#include "config.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace l4 {
+
+namespace {
+
+struct Reader {
+  const Json& j;
+  const std::string& where;
+
+  [[noreturn]] void bad(const std::string& key, const std::string& msg) const {
+    throw std::runtime_error(where + ": \"" + key + "\" " + msg);
+  }
+  int64_t integer(const std::string& key, int64_t fallback, bool required, int64_t min_value) const {
+    const Json& v = j[key];
+    if (v.is_null()) {
+      if (required) throw std::runtime_error(where + ": missing required key \"" + key + "\"");
+      return fallback;
+    }
+    if (!v.is_number() || v.number() != std::floor(v.number())) bad(key, "must be an integer");
+    if (v.number() < double(min_value)) bad(key, "must be >= " + std::to_string(min_value));
+    return int64_t(v.number());
+  }
+  double real(const std::string& key, double fallback) const {
+    const Json& v = j[key];
+    if (v.is_null()) return fallback;
+    if (!v.is_number() || !std::isfinite(v.number())) bad(key, "must be a finite number");
+    return v.number();
+  }
+  bool flag(const std::string& key, bool fallback) const {
+    const Json& v = j[key];
+    if (v.is_null()) return fallback;
+    if (!v.is_bool()) bad(key, "must be true or false");
+    return v.boolean();
+  }
+  std::vector<int64_t> int_list(const std::string& key) const {
+    std::vector<int64_t> out;
+    if (!j[key].is_array()) bad(key, "must be a list of integers");
+    for (const auto& v : j[key].array()) {
+      if (!v.is_number() || v.number() != std::floor(v.number())) bad(key, "must be a list of integers");
+      out.push_back(int64_t(v.number()));
+    }
+    return out;
+  }
+};
+
+RopeConfig read_rope(const Json& text, const std::string& where) {
+  RopeConfig rope;
+  // transformers 5 writes rope_parameters; Meta's published config.json has rope_theta + rope_scaling.
+  const Json& params = !text["rope_parameters"].is_null() ? text["rope_parameters"] : text["rope_scaling"];
+  if (!text["rope_theta"].is_null()) rope.theta = text["rope_theta"].number();
+  if (params.is_null()) return rope;
+  if (!params.is_object()) throw std::runtime_error(where + ": rope parameters must be an object");
+  Reader r{params, where};
+  const Json& type = params.has("rope_type") ? params["rope_type"] : params["type"];
+  if (type.is_string()) rope.type = type.string();
+  rope.theta = r.real("rope_theta", rope.theta);
+  if (rope.type == "llama3") {
+    rope.factor = r.real("factor", 8.0);
+    rope.low_freq_factor = r.real("low_freq_factor", 1.0);
+    rope.high_freq_factor = r.real("high_freq_factor", 4.0);
+    rope.original_max_position_embeddings = r.real("original_max_position_embeddings", 8192);
+    if (rope.high_freq_factor == rope.low_freq_factor)
+      throw std::runtime_error(where + ": llama3 rope needs high_freq_factor != low_freq_factor");
+  } else if (rope.type != "default") {
+    throw std::runtime_error(where + ": rope_type \"" + rope.type + "\" is not supported (default, llama3)");
+  }
+  return rope;
+}
+
+}  // namespace
+
+TextConfig TextConfig::from_json(const Json& root, const std::string& where) {
+  if (!root.is_object()) throw std::runtime_error(where + ": not a JSON object");
+  TextConfig c;
+  const Json* text = &root;
+  if (root.has("text_config")) {
+    if (!root["text_config"].is_object()) throw std::runtime_error(where + ": \"text_config\" must be an object");
+    text = &root["text_config"];
+    c.multimodal_layout = true;
+  }
+  const Json& model_type = root["model_type"];
+  if (model_type.is_string() && model_type.string() != "llama4" && model_type.string() != "llama4_text")
+    throw std::runtime_error(where + ": model_type \"" + model_type.string() + "\" is not a Llama 4 model");
+
+  Reader r{*text, where};
+  c.vocab_size = r.integer("vocab_size", 0, true, 1);
+  c.hidden_size = r.integer("hidden_size", 0, true, 1);
+  c.intermediate_size = r.integer("intermediate_size", 0, true, 1);
+  c.num_hidden_layers = r.integer("num_hidden_layers", 0, true, 1);
+  c.num_attention_heads = r.integer("num_attention_heads", 0, true, 1);
+  c.intermediate_size_mlp = r.integer("intermediate_size_mlp", 16384, false, 1);
+  c.num_key_value_heads = r.integer("num_key_value_heads", c.num_attention_heads, false, 1);
+  c.head_dim = r.integer("head_dim", c.hidden_size / c.num_attention_heads, false, 2);
+  if (c.head_dim % 2) throw std::runtime_error(where + ": \"head_dim\" must be even for RoPE");
+  if (c.num_attention_heads % c.num_key_value_heads)
+    throw std::runtime_error(where + ": num_attention_heads must be a multiple of num_key_value_heads");
+  c.num_local_experts = r.integer("num_local_experts", 16, false, 1);
+  c.num_experts_per_tok = r.integer("num_experts_per_tok", 1, false, 1);
+  if (c.num_experts_per_tok > c.num_local_experts)
+    throw std::runtime_error(where + ": num_experts_per_tok exceeds num_local_experts");
+  c.rms_norm_eps = r.real("rms_norm_eps", 1e-5);
+  c.use_qk_norm = r.flag("use_qk_norm", true);
+  c.attention_bias = r.flag("attention_bias", false);
+  // tie_word_embeddings may sit on the outer config of the multimodal layout.
+  c.tie_word_embeddings = Reader{root, where}.flag("tie_word_embeddings", false) || r.flag("tie_word_embeddings", false);
+  c.attention_chunk_size = text->has("attention_chunk_size") && (*text)["attention_chunk_size"].is_null()
+                               ? 0
+                               : r.integer("attention_chunk_size", 8192, false, 1);
+  c.attn_temperature_tuning = r.flag("attn_temperature_tuning", true);
+  c.floor_scale = r.real("floor_scale", 8192);
+  c.attn_scale = r.real("attn_scale", 0.1);
+  if (c.floor_scale <= 0) throw std::runtime_error(where + ": \"floor_scale\" must be > 0");
+  const Json& act = (*text)["hidden_act"];
+  if (!act.is_null() && (!act.is_string() || act.string() != "silu"))
+    throw std::runtime_error(where + ": hidden_act must be \"silu\" for the Llama 4 text model");
+  c.rope = read_rope(*text, where);
+
+  const int64_t L = c.num_hidden_layers;
+  int64_t interval = r.integer("no_rope_layer_interval", 4, false, 1);
+  c.use_rope.assign(L, true);
+  std::vector<int64_t> no_rope;
+  if (text->has("no_rope_layers") && !(*text)["no_rope_layers"].is_null()) no_rope = r.int_list("no_rope_layers");
+  if (!no_rope.empty()) {
+    if (int64_t(no_rope.size()) < L)
+      throw std::runtime_error(where + ": \"no_rope_layers\" has fewer entries than num_hidden_layers");
+    for (int64_t i = 0; i < L; i++) c.use_rope[i] = no_rope[i] != 0;
+  } else {
+    for (int64_t i = 0; i < L; i++) c.use_rope[i] = (i + 1) % interval != 0;
+  }
+  c.is_moe.assign(L, false);
+  if (text->has("moe_layers") && !(*text)["moe_layers"].is_null()) {
+    for (int64_t i : r.int_list("moe_layers")) {
+      if (i < 0 || i >= L) throw std::runtime_error(where + ": \"moe_layers\" entry " + std::to_string(i) + " out of range");
+      c.is_moe[i] = true;
+    }
+  } else {
+    int64_t step = r.integer("interleave_moe_layer_step", 1, false, 1);
+    for (int64_t i = step - 1; i < L; i += step) c.is_moe[i] = true;
+  }
+  c.chunked.assign(L, false);
+  if (text->has("layer_types") && (*text)["layer_types"].is_array()) {
+    const auto& types = (*text)["layer_types"].array();
+    if (int64_t(types.size()) != L) throw std::runtime_error(where + ": \"layer_types\" must have one entry per layer");
+    for (int64_t i = 0; i < L; i++) {
+      const std::string& t = types[i].string();
+      if (t != "chunked_attention" && t != "full_attention")
+        throw std::runtime_error(where + ": layer_types entry \"" + t + "\" is not supported");
+      c.chunked[i] = t == "chunked_attention";
+    }
+  } else {
+    for (int64_t i = 0; i < L; i++) c.chunked[i] = c.use_rope[i] && c.attention_chunk_size > 0;
+  }
+  for (int64_t i = 0; i < L; i++)
+    if (c.chunked[i] && c.attention_chunk_size <= 0)
+      throw std::runtime_error(where + ": chunked_attention layers need attention_chunk_size");
+  return c;
+}
+
+std::vector<float> TextConfig::rope_inv_freq() const {
+  const int64_t half = head_dim / 2;
+  std::vector<float> inv(half);
+  const float base = float(rope.theta);
+  for (int64_t i = 0; i < half; i++) {
+    float exponent = float(2 * i) / float(head_dim);
+    inv[i] = 1.0f / std::pow(base, exponent);
+  }
+  if (rope.type == "llama3") {
+    const float factor = float(rope.factor), low = float(rope.low_freq_factor), high = float(rope.high_freq_factor);
+    const float old_len = float(rope.original_max_position_embeddings);
+    const float low_wavelen = old_len / low, high_wavelen = old_len / high;
+    for (int64_t i = 0; i < half; i++) {
+      float wavelen = float(2 * M_PI) / inv[i];
+      float scaled = wavelen > low_wavelen ? inv[i] / factor : inv[i];
+      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+        float smooth = (old_len / wavelen - low) / (high - low);
+        scaled = (1 - smooth) * scaled / factor + smooth * scaled;
+      }
+      inv[i] = scaled;
+    }
+  }
+  return inv;
+}
+
+std::string TextConfig::to_json() const {
+  std::ostringstream o;
+  auto list = [&](const std::vector<bool>& v, bool as_index) {
+    o << "[";
+    bool first = true;
+    for (size_t i = 0; i < v.size(); i++) {
+      if (as_index && !v[i]) continue;
+      o << (first ? "" : ",") << (as_index ? int64_t(i) : int64_t(v[i]));
+      first = false;
+    }
+    o << "]";
+  };
+  o << "{\"vocab_size\":" << vocab_size << ",\"hidden_size\":" << hidden_size
+    << ",\"intermediate_size\":" << intermediate_size << ",\"intermediate_size_mlp\":" << intermediate_size_mlp
+    << ",\"num_hidden_layers\":" << num_hidden_layers << ",\"num_attention_heads\":" << num_attention_heads
+    << ",\"num_key_value_heads\":" << num_key_value_heads << ",\"head_dim\":" << head_dim
+    << ",\"num_local_experts\":" << num_local_experts << ",\"num_experts_per_tok\":" << num_experts_per_tok
+    << ",\"attention_chunk_size\":" << attention_chunk_size << ",\"no_rope_layers\":";
+  list(use_rope, false);
+  o << ",\"moe_layers\":";
+  list(is_moe, true);
+  o << ",\"layer_types\":[";
+  for (size_t i = 0; i < chunked.size(); i++) o << (i ? "," : "") << (chunked[i] ? "\"chunked_attention\"" : "\"full_attention\"");
+  o << "]}";
+  return o.str();
+}
+
+}  // namespace l4

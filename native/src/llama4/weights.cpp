@@ -1,0 +1,137 @@
+#include "weights.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace l4 {
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); i++) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+bool is_float(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
+}  // namespace
+
+WeightLoader::WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype)
+    : ckpt_(ckpt), config_(config), dtype_(dtype) {
+  if (dtype_ != "auto" && dtype_ != "float32" && dtype_ != "bfloat16" && dtype_ != "float16")
+    throw std::runtime_error("dtype \"" + dtype_ + "\" is not supported (auto, float32, bfloat16, float16)");
+}
+
+const TensorInfo& WeightLoader::tensor(const std::string& name, const std::vector<int64_t>& shape) {
+  const TensorInfo& t = ckpt_.get(name);
+  if (t.shape != shape)
+    throw std::runtime_error(t.file + ": tensor " + name + " has shape " + t.shape_str() + ", expected " +
+                             shape_str(shape) + " from config.json");
+  if (!is_float(t.dtype))
+    throw std::runtime_error(t.file + ": tensor " + name + " has dtype " + dtype_name(t.dtype) +
+                             "; expected F32, BF16 or F16");
+  return t;
+}
+
+Matrix WeightLoader::matrix(const std::string& name, std::vector<int64_t> shape) {
+  const TensorInfo& t = tensor(name, shape);
+  Matrix m;
+  m.dtype = t.dtype;
+  m.data = t.data;
+  m.cols = shape.back();
+  m.rows = t.numel() / m.cols;
+  DType target = t.dtype;
+  if (dtype_ == "bfloat16") target = DType::BF16;
+  if (dtype_ == "float16") target = DType::F16;
+  if (target == t.dtype) return m;  // zero-copy
+  auto buf = std::make_unique<std::vector<uint8_t>>(size_t(t.numel()) * 2);
+  uint16_t* out = reinterpret_cast<uint16_t*>(buf->data());
+  std::vector<float> row(m.cols);
+  for (int64_t r = 0; r < m.rows; r++) {
+    row_to_f32(m, r, row.data());
+    for (int64_t c = 0; c < m.cols; c++)
+      out[r * m.cols + c] = target == DType::BF16 ? f32_to_bf16(row[c]) : f32_to_f16(row[c]);
+  }
+  converted_bytes_ += buf->size();
+  m.dtype = target;
+  m.data = buf->data();
+  owned_.push_back(std::move(buf));
+  return m;
+}
+
+std::vector<float> WeightLoader::vector_f32(const std::string& name, int64_t size) {
+  const TensorInfo& t = tensor(name, {size});
+  Matrix m{t.dtype, t.data, 1, size};
+  std::vector<float> v(size);
+  to_f32(m, v.data());
+  return v;
+}
+
+TextWeights WeightLoader::load() {
+  const TextConfig& c = config_;
+  TextWeights w;
+  // Llama4ForConditionalGeneration checkpoints (as published) nest the text model under
+  // language_model.; Llama4ForCausalLM ones start at model.
+  std::string prefix, head;
+  if (ckpt_.has("language_model.model.embed_tokens.weight")) {
+    prefix = "language_model.model.";
+    head = "language_model.lm_head.weight";
+    w.layout = "Llama4ForConditionalGeneration";
+  } else if (ckpt_.has("model.language_model.embed_tokens.weight")) {
+    prefix = "model.language_model.";
+    head = "lm_head.weight";
+    w.layout = "Llama4ForConditionalGeneration";
+  } else if (ckpt_.has("model.embed_tokens.weight")) {
+    prefix = "model.";
+    head = "lm_head.weight";
+    w.layout = "Llama4ForCausalLM";
+  } else {
+    throw std::runtime_error(ckpt_.dir() +
+                             ": missing tensor model.embed_tokens.weight (or language_model.model.embed_tokens.weight): "
+                             "not a Llama 4 text checkpoint");
+  }
+  const int64_t H = c.hidden_size, V = c.vocab_size, D = c.head_dim;
+  const int64_t E = c.num_local_experts, I = c.intermediate_size;
+  w.embed_tokens = matrix(prefix + "embed_tokens.weight", {V, H});
+  w.norm = vector_f32(prefix + "norm.weight", H);
+  if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = matrix(head, {V, H});
+  else w.lm_head = w.embed_tokens;
+
+  for (int64_t i = 0; i < c.num_hidden_layers; i++) {
+    const std::string p = prefix + "layers." + std::to_string(i) + ".";
+    DecoderLayerWeights l;
+    l.input_layernorm = vector_f32(p + "input_layernorm.weight", H);
+    l.post_attention_layernorm = vector_f32(p + "post_attention_layernorm.weight", H);
+    AttentionWeights& a = l.self_attn;
+    a.q_proj = matrix(p + "self_attn.q_proj.weight", {c.num_attention_heads * D, H});
+    a.k_proj = matrix(p + "self_attn.k_proj.weight", {c.num_key_value_heads * D, H});
+    a.v_proj = matrix(p + "self_attn.v_proj.weight", {c.num_key_value_heads * D, H});
+    a.o_proj = matrix(p + "self_attn.o_proj.weight", {H, c.num_attention_heads * D});
+    if (c.attention_bias) {
+      a.q_bias = vector_f32(p + "self_attn.q_proj.bias", c.num_attention_heads * D);
+      a.k_bias = vector_f32(p + "self_attn.k_proj.bias", c.num_key_value_heads * D);
+      a.v_bias = vector_f32(p + "self_attn.v_proj.bias", c.num_key_value_heads * D);
+      a.o_bias = vector_f32(p + "self_attn.o_proj.bias", H);
+    }
+    l.is_moe = c.is_moe[i];
+    if (l.is_moe) {
+      const std::string f = p + "feed_forward.";
+      l.moe.router = matrix(f + "router.weight", {E, H});
+      l.moe.gate_up_proj = matrix(f + "experts.gate_up_proj", {E, H, 2 * I});
+      l.moe.down_proj = matrix(f + "experts.down_proj", {E, I, H});
+      l.moe.shared_expert.gate_proj = matrix(f + "shared_expert.gate_proj.weight", {I, H});
+      l.moe.shared_expert.up_proj = matrix(f + "shared_expert.up_proj.weight", {I, H});
+      l.moe.shared_expert.down_proj = matrix(f + "shared_expert.down_proj.weight", {H, I});
+    } else {
+      const int64_t M = c.intermediate_size_mlp;
+      l.mlp.gate_proj = matrix(p + "feed_forward.gate_proj.weight", {M, H});
+      l.mlp.up_proj = matrix(p + "feed_forward.up_proj.weight", {M, H});
+      l.mlp.down_proj = matrix(p + "feed_forward.down_proj.weight", {H, M});
+    }
+    w.layers.push_back(std::move(l));
+  }
+  w.converted_bytes = converted_bytes_;
+  return w;
+}
+
+}  // namespace l4
