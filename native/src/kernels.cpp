@@ -1,6 +1,8 @@
 #include "kernels.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <stdexcept>
 
 #include "thread_pool.h"
@@ -53,6 +55,9 @@ void scalar_in_out_cols(const float* x, int64_t tokens, const Matrix& w, int64_t
 const KernelTable kScalar = {"scalar", scalar_linear_rows, scalar_in_out_cols};
 
 const KernelTable& select_kernels() {
+  // LLAMA4_TS_KERNELS=scalar forces the portable kernels (to test them on a machine that has AVX2).
+  const char* forced = std::getenv("LLAMA4_TS_KERNELS");
+  if (forced && std::string(forced) == "scalar") return kScalar;
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))

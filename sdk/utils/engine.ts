@@ -1,0 +1,17 @@
+// Process-wide engine settings.
+import { native } from "../native";
+
+/** Threads used by the engine's kernels (default: one per hardware thread; n <= 0 restores that). */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n)) throw new Error(`setNumThreads expects an integer, got ${n}`);
+  native().setNumThreads(n);
+}
+
+export function getNumThreads(): number {
+  return native().numThreads();
+}
+
+/** Which kernel set the CPU selected ("avx2" or "scalar"). */
+export function simdKernels(): string {
+  return native().simd();
+}

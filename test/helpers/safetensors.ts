@@ -1,0 +1,48 @@
+// Reads and writes safetensors files in tests: the goldens, and hand-made broken checkpoints.
+// (The engine has its own validating reader; this one trusts its input.)
+import { readFileSync, writeFileSync } from "node:fs";
+
+export interface RawEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+export interface RawSafetensors {
+  header: Record<string, RawEntry>;
+  data: Buffer;
+}
+
+export function readRaw(path: string): RawSafetensors {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8"));
+  delete header.__metadata__;
+  return { header, data: buf.subarray(8 + n) };
+}
+
+export function writeRaw(path: string, file: RawSafetensors): void {
+  const json = Buffer.from(JSON.stringify(file.header), "utf8");
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  writeFileSync(path, Buffer.concat([len, json, file.data]));
+}
+
+export interface Golden {
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+/** All tensors of a goldens file (F32 and I32 only). */
+export function readGoldens(path: string): Record<string, Golden> {
+  const { header, data } = readRaw(path);
+  const out: Record<string, Golden> = {};
+  for (const [name, e] of Object.entries(header)) {
+    const bytes = data.subarray(e.data_offsets[0], e.data_offsets[1]);
+    const copy = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    if (e.dtype === "F32") out[name] = { shape: e.shape, data: new Float32Array(copy) };
+    else if (e.dtype === "I32") out[name] = { shape: e.shape, data: new Int32Array(copy) };
+    else throw new Error(`goldens: unexpected dtype ${e.dtype} for ${name}`);
+  }
+  return out;
+}
