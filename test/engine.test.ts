@@ -1,0 +1,117 @@
+// Engine behaviour beyond numerics: cancellation, threads, kernel sets, dtype conversion, and the
+// package entry point as plain Node sees it.
+import { beforeAll, describe, expect, test } from "vitest";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+
+import { getNumThreads, Llama4ForCausalLM, setNumThreads, simdKernels, torch } from "../sdk";
+import { maxAbsDiff } from "./helpers/compare";
+import { modelDir } from "./helpers/fixtures";
+import { readGoldens } from "./helpers/safetensors";
+
+const ROOT = join(__dirname, "..");
+const F32 = modelDir("tiny-llama4-f32");
+
+describe("cancellation", () => {
+  let model: Llama4ForCausalLM;
+  beforeAll(async () => {
+    model = await Llama4ForCausalLM.from_pretrained(F32);
+  });
+
+  test("cancel() stops a long forward between layers; the model and its cache stay usable", async () => {
+    const long = [Array.from({ length: 6000 }, (_, i) => 3 + ((i * 7) % 500))];
+    let start = Date.now();
+    await model.forward({ input_ids: long, logits_to_keep: 1 });
+    const fullMs = Date.now() - start;
+
+    const prefix = await model.forward({ input_ids: [[7, 8, 9]], use_cache: true });
+    const cache = prefix.past_key_values!;
+    start = Date.now();
+    const running = model.forward({ input_ids: long, past_key_values: cache, logits_to_keep: 1 });
+    setTimeout(() => model.cancel(), 20);
+    await expect(running).rejects.toMatchObject({ name: "AbortError", message: expect.stringMatching(/cancelled/) });
+    const cancelledMs = Date.now() - start;
+    expect(cancelledMs).toBeLessThan(0.75 * fullMs);
+
+    // The interrupted call did not touch the cache: continuing it equals a fresh full forward.
+    expect(cache.get_seq_length()).toBe(3);
+    const step = await model.forward({ input_ids: [[10]], past_key_values: cache });
+    const full = await model.forward({ input_ids: [[7, 8, 9, 10]], logits_to_keep: 1 });
+    expect(maxAbsDiff(step.logits.data, full.logits.data)).toBeLessThanOrEqual(1e-5);
+  });
+
+  test("cancel() does not affect calls started after it", async () => {
+    model.cancel();
+    const out = await model.forward({ input_ids: [[1, 2]] });
+    expect(out.logits.dims).toEqual([1, 2, 512]);
+  });
+});
+
+describe("threads and kernels", () => {
+  test("1 thread and 2 threads give bit-identical logits", async () => {
+    const model = await Llama4ForCausalLM.from_pretrained(F32);
+    const ids = [Array.from({ length: 30 }, (_, i) => 3 + i * 11)];
+    const before = getNumThreads();
+    try {
+      setNumThreads(1);
+      expect(getNumThreads()).toBe(1);
+      const one = await model.forward({ input_ids: ids });
+      setNumThreads(2);
+      const two = await model.forward({ input_ids: ids });
+      expect(maxAbsDiff(one.logits.data, two.logits.data)).toBe(0);
+    } finally {
+      setNumThreads(before);
+    }
+  });
+
+  test("the portable scalar kernels match transformers too", () => {
+    // A child process (on the compiled package), because the kernel set is chosen once per process.
+    const script = `
+      const { Llama4ForCausalLM, simdKernels } = require(${JSON.stringify(join(ROOT, "dist", "sdk", "index.js"))});
+      Llama4ForCausalLM.from_pretrained(${JSON.stringify(modelDir("tiny-llama4-bf16-sharded"))}).then(async (m) => {
+        const ids = JSON.parse(process.argv[1]);
+        const out = await m.forward({ input_ids: [ids] });
+        process.stdout.write(JSON.stringify({ simd: simdKernels(), logits: Array.from(out.logits.data) }));
+      });`;
+    const g = readGoldens(join(modelDir("tiny-llama4-bf16-sharded"), "goldens.safetensors"));
+    const ids = Array.from(g["prompt2.input_ids"].data);
+    const stdout = execFileSync(process.execPath, ["-e", script, JSON.stringify(ids)], {
+      env: { ...process.env, LLAMA4_TS_KERNELS: "scalar" },
+      encoding: "utf8",
+    });
+    const result = JSON.parse(stdout);
+    expect(result.simd).toBe("scalar");
+    expect(maxAbsDiff(result.logits, g["prompt2.logits"].data)).toBeLessThanOrEqual(1e-4);
+  });
+
+  test("this machine uses the AVX2 kernels", () => {
+    expect(["avx2", "scalar"]).toContain(simdKernels());
+    if (process.arch === "x64") expect(simdKernels()).toBe("avx2");
+  });
+});
+
+describe("dtype", () => {
+  test("bfloat16 converts f32 weights once and stays close to float32", async () => {
+    const f32 = await Llama4ForCausalLM.from_pretrained(F32, { dtype: "float32" });
+    const bf16 = await Llama4ForCausalLM.from_pretrained(F32, { dtype: torch.bfloat16 });
+    expect(bf16.dtype).toBe("bfloat16");
+    const ids = [[5, 17, 33, 99, 201, 300, 411]];
+    const a = await f32.forward({ input_ids: ids });
+    const b = await bf16.forward({ input_ids: ids });
+    const diff = maxAbsDiff(a.logits.data, b.logits.data);
+    // bf16 keeps 8 bits of mantissa: a visible but small change on logits of std ~2.5
+    expect(diff).toBeGreaterThan(1e-4);
+    expect(diff).toBeLessThan(0.5);
+  });
+});
+
+describe("package entry point", () => {
+  test('plain node can import("llama4-ts") from the repository root', () => {
+    const out = execFileSync(
+      process.execPath,
+      ["-e", 'import("llama4-ts").then((m) => console.log(typeof m.Llama4ForCausalLM.from_pretrained, typeof m.torch.bfloat16))'],
+      { cwd: ROOT, encoding: "utf8" },
+    );
+    expect(out.trim()).toBe("function object");
+  });
+});
