@@ -2,16 +2,36 @@
 export { Tensor } from "./tensor";
 export type { TensorDType, SliceIndex } from "./tensor";
 export { torch } from "./torch";
+export { PretrainedConfig } from "./configuration_utils";
+export { AutoConfig } from "./models/auto/configuration_auto";
+export { Llama4Config, Llama4TextConfig, Llama4VisionConfig } from "./models/llama4/configuration_llama4";
 export {
   DynamicCache,
   Llama4ForCausalLM,
   Llama4ForConditionalGeneration,
   Llama4PreTrainedModel,
+  Llama4TextModel,
 } from "./models/llama4/modeling_llama4";
 export type {
   FromPretrainedOptions,
   Llama4CausalLMOutput,
   Llama4ForwardInputs,
-  GreedyGenerateInputs,
+  Llama4TextModelOutput,
 } from "./models/llama4/modeling_llama4";
+export { GenerationConfig } from "./generation/configuration_utils";
+export type { GenerateOptions, GenerateOutput } from "./generation/utils";
+export {
+  MinLengthLogitsProcessor,
+  MinPLogitsWarper,
+  RepetitionPenaltyLogitsProcessor,
+  TemperatureLogitsWarper,
+  TopKLogitsWarper,
+  TopPLogitsWarper,
+} from "./generation/logits_process";
+export type { LogitsProcessor } from "./generation/logits_process";
+export { EosTokenCriteria, MaxLengthCriteria, StopStringCriteria } from "./generation/stopping_criteria";
+export type { StoppingCriteria } from "./generation/stopping_criteria";
+export { AsyncTextIteratorStreamer, TextStreamer } from "./generation/streamers";
+export type { BaseStreamer } from "./generation/streamers";
+export { set_seed, Random } from "./utils/random";
 export { setNumThreads, getNumThreads, simdKernels } from "./utils/engine";

@@ -131,7 +131,7 @@ describe("malformed checkpoints", () => {
 
   test("config.json with an invalid value", async () => {
     const dir = brokenCopy((d) => editConfig(d, (c) => (c.num_experts_per_tok = 9)));
-    await expect(load(dir)).rejects.toThrow(/config\.json: num_experts_per_tok exceeds num_local_experts/);
+    await expect(load(dir)).rejects.toThrow(/config\.json: num_experts_per_tok \(9\) exceeds num_local_experts \(4\)/);
   });
 
   test("a directory without weights", async () => {

@@ -6,7 +6,7 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import { join } from "node:path";
 
-import { Llama4ForCausalLM, Llama4ForConditionalGeneration, Llama4PreTrainedModel } from "../sdk";
+import { Llama4ForCausalLM, Llama4ForConditionalGeneration } from "../sdk";
 import { maxAbsDiff, std, topK } from "./helpers/compare";
 import { modelDir } from "./helpers/fixtures";
 import { Golden, readGoldens } from "./helpers/safetensors";
@@ -21,7 +21,7 @@ const CHECKPOINTS = [
 const PROMPTS = [0, 1, 2];
 
 describe.each(CHECKPOINTS)("$name matches transformers", ({ name, cls }) => {
-  let model: Llama4PreTrainedModel;
+  let model: Llama4ForCausalLM;
   let g: Record<string, Golden>;
   const ids = (p: number) => [Array.from(g[`prompt${p}.input_ids`].data)];
 

@@ -64,8 +64,8 @@ RopeConfig read_rope(const Json& text, const std::string& where) {
     rope.low_freq_factor = r.real("low_freq_factor", 1.0);
     rope.high_freq_factor = r.real("high_freq_factor", 4.0);
     rope.original_max_position_embeddings = r.real("original_max_position_embeddings", 8192);
-    if (rope.high_freq_factor == rope.low_freq_factor)
-      throw std::runtime_error(where + ": llama3 rope needs high_freq_factor != low_freq_factor");
+    // high_freq_factor == low_freq_factor (Scout's published config) leaves the smoothing band
+    // empty, so no frequency is interpolated: valid, as in transformers.
   } else if (rope.type != "default") {
     throw std::runtime_error(where + ": rope_type \"" + rope.type + "\" is not supported (default, llama3)");
   }

@@ -1,15 +1,20 @@
 // Llama4ForCausalLM / Llama4ForConditionalGeneration over the native engine, named and shaped as
 // in transformers' modeling_llama4.py (snake_case options, async where Python blocks).
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 
+import { readJsonFile } from "../../configuration_utils";
+import { GenerationConfig } from "../../generation/configuration_utils";
+import { generate, GenerateOptions, GenerateOutput } from "../../generation/utils";
+import { PretrainedOptions, resolvePretrained } from "../../hub";
 import { native, NativeKVCache, NativeModel } from "../../native";
 import { Tensor, toIdMatrix } from "../../tensor";
 import { resolveDType, DTypeName } from "../../torch";
+import { checkOptions } from "../../utils/options";
+import { Llama4Config, Llama4TextConfig, llama4ConfigFromJson, textConfigOf } from "./configuration_llama4";
 
 export type AttnImplementation = "eager" | "sdpa" | "flex_attention";
 
-export interface FromPretrainedOptions {
+export interface FromPretrainedOptions extends PretrainedOptions {
   /** "auto" (the checkpoint's dtype), "float32", "bfloat16", "float16", or torch.<dtype>. */
   dtype?: unknown;
   /** Older transformers spelling of `dtype`. */
@@ -44,16 +49,6 @@ export interface Llama4CausalLMOutput {
   router_logits?: Tensor[];
 }
 
-export interface GreedyGenerateInputs {
-  input_ids: IdsInput;
-  attention_mask?: IdsInput;
-  max_new_tokens?: number;
-  min_new_tokens?: number;
-  do_sample?: boolean;
-  eos_token_id?: number | number[] | null;
-  pad_token_id?: number | null;
-}
-
 /** transformers' DynamicCache: the keys/values of past positions, owned by the engine. */
 export class DynamicCache {
   constructor(readonly native: NativeKVCache) {}
@@ -62,49 +57,24 @@ export class DynamicCache {
   }
 }
 
-type JsonObject = Record<string, unknown>;
-
-function readJson(path: string): JsonObject {
-  try {
-    return JSON.parse(readFileSync(path, "utf8")) as JsonObject;
-  } catch (e) {
-    throw new Error(`${path}: cannot read JSON (${(e as Error).message})`);
-  }
-}
-
-function resolveCheckpointDir(pathOrId: string): string {
-  if (typeof pathOrId !== "string" || pathOrId.length === 0) {
-    throw new Error("from_pretrained expects a checkpoint directory (or model id)");
-  }
-  const dir = resolve(pathOrId);
-  if (existsSync(dir) && statSync(dir).isDirectory()) {
-    if (!existsSync(join(dir, "config.json"))) throw new Error(`${dir}: no config.json in this directory`);
-    return dir;
-  }
-  throw new Error(`${pathOrId}: not a local checkpoint directory (downloading model ids from the Hub is not supported yet)`);
-}
-
-function argmax(row: Float32Array, offset: number, length: number): number {
-  let best = 0;
-  for (let i = 1; i < length; i++) if (row[offset + i] > row[offset + best]) best = i;
-  return best;
-}
+const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", "revision", "cache_dir",
+  "token", "local_files_only", "progress_callback"] as const;
+const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache", "output_hidden_states",
+  "output_router_logits", "logits_to_keep"] as const;
 
 export class Llama4PreTrainedModel {
-  /** The model's config.json (for the multimodal layout, its text_config is what the text path uses). */
-  readonly config: JsonObject;
-  readonly generation_config: JsonObject;
+  /** Llama4Config for the multimodal layout, Llama4TextConfig for Llama4ForCausalLM checkpoints. */
+  readonly config: Llama4Config | Llama4TextConfig;
+  readonly generation_config: GenerationConfig;
   readonly device = "cpu";
   readonly dtype: DTypeName;
   readonly attn_implementation: AttnImplementation;
-  /** The text model's per-layer structure as the engine derived it (moe_layers, no_rope_layers, layer_types...). */
-  readonly text_config: JsonObject & { vocab_size: number; num_hidden_layers: number; hidden_size: number; moe_layers: number[] };
 
   /** Use `await X.from_pretrained(...)`. */
   constructor(
     protected readonly engine: NativeModel,
-    config: JsonObject,
-    generationConfig: JsonObject,
+    config: Llama4Config | Llama4TextConfig,
+    generationConfig: GenerationConfig,
     dtype: DTypeName,
     attn: AttnImplementation,
   ) {
@@ -112,15 +82,19 @@ export class Llama4PreTrainedModel {
     this.generation_config = generationConfig;
     this.dtype = dtype;
     this.attn_implementation = attn;
-    const raw = (config.text_config as JsonObject | undefined) ?? config;
-    this.text_config = { ...raw, ...JSON.parse(engine.config()) };
+  }
+
+  /** The text model's config (config.text_config for the multimodal layout). */
+  get text_config(): Llama4TextConfig {
+    return textConfigOf(this.config);
   }
 
   static async from_pretrained<T extends Llama4PreTrainedModel>(
-    this: new (engine: NativeModel, config: JsonObject, gen: JsonObject, dtype: DTypeName, attn: AttnImplementation) => T,
+    this: new (engine: NativeModel, config: Llama4Config | Llama4TextConfig, gen: GenerationConfig, dtype: DTypeName, attn: AttnImplementation) => T,
     pathOrId: string,
     options: FromPretrainedOptions = {},
   ): Promise<T> {
+    checkOptions("from_pretrained", options, FROM_PRETRAINED_KEYS);
     const dtype = resolveDType(options.dtype ?? options.torch_dtype);
     const attn = options.attn_implementation ?? "sdpa";
     if (!["eager", "sdpa", "flex_attention"].includes(attn)) {
@@ -129,10 +103,9 @@ export class Llama4PreTrainedModel {
     if (options.device_map !== undefined && options.device_map !== "auto" && options.device_map !== "cpu") {
       throw new Error(`device_map "${options.device_map}" is not available: this engine runs on "cpu"`);
     }
-    const dir = resolveCheckpointDir(pathOrId);
-    const config = readJson(join(dir, "config.json"));
-    const genPath = join(dir, "generation_config.json");
-    const generationConfig = existsSync(genPath) ? readJson(genPath) : {};
+    const dir = await resolvePretrained(pathOrId, { required: ["config.json"], optional: ["generation_config.json"], weights: true }, options);
+    const config = llama4ConfigFromJson(readJsonFile(join(dir, "config.json")), join(dir, "config.json"));
+    const generationConfig = GenerationConfig.from_dir(dir);
     const engine = await native().loadModel(dir, { dtype });
     return new this(engine, config, generationConfig, dtype, attn);
   }
@@ -142,11 +115,18 @@ export class Llama4PreTrainedModel {
     this.engine.cancel();
   }
 
-  async forward(inputs: Llama4ForwardInputs): Promise<Llama4CausalLMOutput> {
+  /** An empty KV cache for `batch` rows. */
+  new_cache(batch = 1): DynamicCache {
+    return new DynamicCache(this.engine.createCache(batch));
+  }
+
+  /** Runs the decoder; the classes below shape its outputs as their transformers namesakes do. */
+  protected async run(inputs: Llama4ForwardInputs): Promise<Llama4CausalLMOutput> {
     if (!inputs || inputs.input_ids === undefined) throw new Error("forward: input_ids is required");
+    checkOptions("forward", inputs, FORWARD_KEYS);
     const ids = toIdMatrix(inputs.input_ids, "input_ids");
     const past = inputs.past_key_values;
-    const cache = past ? past : inputs.use_cache ? new DynamicCache(this.engine.createCache(ids.rows)) : undefined;
+    const cache = past ? past : inputs.use_cache ? this.new_cache(ids.rows) : undefined;
     const pastLength = cache ? cache.get_seq_length() : 0;
     const mask = inputs.attention_mask === undefined ? undefined : toIdMatrix(inputs.attention_mask, "attention_mask");
     if (mask && (mask.rows !== ids.rows || mask.cols !== pastLength + ids.cols)) {
@@ -183,7 +163,7 @@ export class Llama4PreTrainedModel {
       );
     }
     if (out.routerLogits) {
-      const E = this.text_config.num_local_experts as number;
+      const E = this.text_config.num_local_experts;
       const per = ids.rows * ids.cols * E;
       result.router_logits = (out.moeLayers ?? []).map(
         (_, i) => new Tensor("float32", out.routerLogits!.subarray(i * per, (i + 1) * per), [ids.rows * ids.cols, E]),
@@ -191,62 +171,50 @@ export class Llama4PreTrainedModel {
     }
     return result;
   }
-
-  /**
-   * Greedy decoding with the KV cache (sampling, streamers and the full GenerationConfig come with
-   * the generation module). Returns prompt + new ids, [batch, seq + new]; rows that finished early
-   * are filled with pad_token_id, as transformers does.
-   */
-  async generate(inputs: GreedyGenerateInputs): Promise<Tensor> {
-    if (inputs.do_sample) throw new Error("generate: do_sample=true is not supported yet (greedy decoding only)");
-    const ids = toIdMatrix(inputs.input_ids, "input_ids");
-    const maxNew = inputs.max_new_tokens ?? 20;
-    const minNew = inputs.min_new_tokens ?? 0;
-    if (!Number.isInteger(maxNew) || maxNew < 1) throw new Error(`max_new_tokens must be a positive integer, got ${maxNew}`);
-    const eosOption = inputs.eos_token_id !== undefined ? inputs.eos_token_id : this.generation_config.eos_token_id;
-    const eos = new Set<number>(eosOption === null || eosOption === undefined ? [] : ([] as number[]).concat(eosOption as number[]));
-    const pad = inputs.pad_token_id ?? (this.generation_config.pad_token_id as number | undefined) ?? [...eos][0] ?? 0;
-    const B = ids.rows;
-    const mask = inputs.attention_mask ? toIdMatrix(inputs.attention_mask, "attention_mask").data : new Int32Array(ids.data.length).fill(1);
-    const maskRows: number[][] = Array.from({ length: B }, (_, b) => Array.from(mask.subarray(b * ids.cols, (b + 1) * ids.cols)));
-    // Positions count real tokens only (cumsum(mask) - 1), as generate() computes them.
-    const nextPosition = maskRows.map((row) => row.reduce((a, v) => a + v, 0));
-    const positions = maskRows.map((row) => {
-      let seen = 0;
-      return row.map((m) => Math.max(0, (seen += m) - 1));
-    });
-    const rows: number[][] = Array.from({ length: B }, (_, b) => Array.from(ids.data.subarray(b * ids.cols, (b + 1) * ids.cols)));
-    const done = new Array<boolean>(B).fill(false);
-    const cache = new DynamicCache(this.engine.createCache(B));
-    let step = await this.forward({ input_ids: rows, attention_mask: maskRows, position_ids: positions, past_key_values: cache, logits_to_keep: 1 });
-    const V = this.text_config.vocab_size;
-    for (let n = 0; n < maxNew; n++) {
-      const logits = step.logits.data as Float32Array;
-      const next: number[] = [];
-      for (let b = 0; b < B; b++) {
-        if (n < minNew) for (const e of eos) if (e >= 0 && e < V) logits[b * V + e] = -Infinity;
-        const token = done[b] ? pad : argmax(logits, b * V, V);
-        next.push(token);
-        rows[b].push(token);
-        maskRows[b].push(1);
-        if (eos.has(token)) done[b] = true;
-      }
-      if (done.every(Boolean) || n === maxNew - 1) break;
-      step = await this.forward({
-        input_ids: next.map((t) => [t]),
-        attention_mask: maskRows,
-        position_ids: nextPosition.map((p, b) => [p + n]),
-        past_key_values: cache,
-        logits_to_keep: 1,
-      });
-    }
-    const width = rows[0].length;
-    return new Tensor("int32", Int32Array.from(rows.flat()), [B, width]);
-  }
 }
 
 /** Llama 4 text model with its language-modelling head (checkpoints with model.* / lm_head.*). */
-export class Llama4ForCausalLM extends Llama4PreTrainedModel {}
+export class Llama4ForCausalLM extends Llama4PreTrainedModel {
+  async forward(inputs: Llama4ForwardInputs): Promise<Llama4CausalLMOutput> {
+    return this.run(inputs);
+  }
 
-/** The multimodal checkpoint layout (language_model.model.*); this version runs its text path. */
-export class Llama4ForConditionalGeneration extends Llama4PreTrainedModel {}
+  /**
+   * transformers' generate(): greedy or sampled decoding with the KV cache. Returns the ids
+   * [batch, prompt + new] (a GenerateOutput with return_dict_in_generate).
+   */
+  generate(options: GenerateOptions & { return_dict_in_generate: true }): Promise<GenerateOutput>;
+  generate(options: GenerateOptions): Promise<Tensor>;
+  async generate(options: GenerateOptions): Promise<Tensor | GenerateOutput> {
+    return generate(this, options);
+  }
+}
+
+/**
+ * The multimodal checkpoint layout (language_model.model.*, as Meta publishes Llama 4). Its text
+ * path is the causal LM's, which it extends; images come with the vision tower.
+ */
+export class Llama4ForConditionalGeneration extends Llama4ForCausalLM {}
+
+export interface Llama4TextModelOutput {
+  /** [batch, seq, hidden], after the final norm. */
+  last_hidden_state: Tensor;
+  past_key_values?: DynamicCache;
+  hidden_states?: Tensor[];
+  router_logits?: Tensor[];
+}
+
+/** The decoder without its lm_head, as transformers' Llama4TextModel. */
+export class Llama4TextModel extends Llama4PreTrainedModel {
+  async forward(inputs: Llama4ForwardInputs): Promise<Llama4TextModelOutput> {
+    if (inputs?.logits_to_keep !== undefined) throw new Error("forward: Llama4TextModel has no logits_to_keep (it returns hidden states)");
+    // The engine reports every hidden state; the last one is last_hidden_state. One logits row is the least it computes.
+    const out = await this.run({ ...inputs, output_hidden_states: true, logits_to_keep: 1 });
+    const hidden = out.hidden_states!;
+    const result: Llama4TextModelOutput = { last_hidden_state: hidden[hidden.length - 1] };
+    if (out.past_key_values) result.past_key_values = out.past_key_values;
+    if (inputs.output_hidden_states) result.hidden_states = hidden;
+    if (out.router_logits) result.router_logits = out.router_logits;
+    return result;
+  }
+}

@@ -1,0 +1,85 @@
+// GenerationConfig: generation_config.json merged with call options; defaults as transformers'.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+import { JsonObject, readJsonFile } from "../configuration_utils";
+
+const DEFAULTS = {
+  max_length: 20,
+  max_new_tokens: null as number | null,
+  min_length: 0,
+  min_new_tokens: null as number | null,
+  do_sample: false,
+  num_beams: 1,
+  num_return_sequences: 1,
+  temperature: 1.0,
+  top_k: 50 as number | null,
+  top_p: 1.0 as number | null,
+  min_p: null as number | null,
+  repetition_penalty: 1.0,
+  bos_token_id: null as number | null,
+  eos_token_id: null as number | number[] | null,
+  pad_token_id: null as number | null,
+  stop_strings: null as string | string[] | null,
+  use_cache: true,
+  return_dict_in_generate: false,
+  output_scores: false,
+  output_logits: false,
+};
+
+export type GenerationConfigFields = { -readonly [K in keyof typeof DEFAULTS]: (typeof DEFAULTS)[K] };
+export const GENERATION_CONFIG_KEYS = Object.keys(DEFAULTS) as readonly string[];
+
+export interface GenerationConfig extends GenerationConfigFields {}
+export class GenerationConfig {
+  [key: string]: unknown;
+
+  constructor(values: JsonObject = {}) {
+    Object.assign(this, DEFAULTS, values);
+  }
+
+  /** generation_config.json of a checkpoint directory (transformers' defaults when absent). */
+  static from_dir(dir: string): GenerationConfig {
+    const path = join(dir, "generation_config.json");
+    return new GenerationConfig(existsSync(path) ? readJsonFile(path) : {});
+  }
+
+  /** A copy with `options` applied (keys already validated by the caller). */
+  merged(options: JsonObject): GenerationConfig {
+    const out = new GenerationConfig({ ...this });
+    for (const [k, v] of Object.entries(options)) if (v !== undefined) out[k] = v;
+    return out;
+  }
+
+  /** eos_token_id as a list (Llama 4 lists <|end_of_text|>, <|eom|>, <|eot|>). */
+  eosTokenIds(): number[] {
+    const e = this.eos_token_id;
+    return e === null || e === undefined ? [] : Array.isArray(e) ? e : [e];
+  }
+
+  /** Rejects values transformers would reject, naming the option. */
+  validate(): void {
+    const posInt = (k: string, v: unknown, min = 1) => {
+      if (v !== null && (!Number.isInteger(v) || (v as number) < min)) {
+        throw new Error(`generate: ${k} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+      }
+    };
+    posInt("max_new_tokens", this.max_new_tokens);
+    posInt("max_length", this.max_length);
+    posInt("min_new_tokens", this.min_new_tokens, 0);
+    posInt("min_length", this.min_length, 0);
+    posInt("top_k", this.top_k, 0);
+    posInt("num_return_sequences", this.num_return_sequences);
+    if (this.num_beams !== 1) throw new Error("generate: beam search (num_beams > 1) is not supported");
+    if (!(typeof this.temperature === "number" && this.temperature > 0)) {
+      throw new Error(`generate: temperature must be a positive number, got ${JSON.stringify(this.temperature)}`);
+    }
+    if (this.top_p !== null && !(this.top_p > 0 && this.top_p <= 1)) throw new Error(`generate: top_p must be in (0, 1], got ${this.top_p}`);
+    if (this.min_p !== null && !(this.min_p >= 0 && this.min_p <= 1)) throw new Error(`generate: min_p must be in [0, 1], got ${this.min_p}`);
+    if (!(this.repetition_penalty > 0)) throw new Error(`generate: repetition_penalty must be > 0, got ${this.repetition_penalty}`);
+    for (const id of this.eosTokenIds()) posInt("eos_token_id", id, 0);
+    if (this.num_return_sequences > 1 && !this.do_sample) {
+      throw new Error("generate: num_return_sequences > 1 needs do_sample=true (greedy decoding would repeat the same sequence)");
+    }
+  }
+}

@@ -1,0 +1,178 @@
+// generate(): transformers' GenerationMixin.generate for decoder-only Llama 4 - greedy or sampled
+// decoding over the KV cache with logits processors, stopping criteria and streamers.
+import type { Llama4ForCausalLM, IdsInput } from "../models/llama4/modeling_llama4";
+import { Tensor, toIdMatrix } from "../tensor";
+import { checkOptions } from "../utils/options";
+import { globalRandom, Random } from "../utils/random";
+import { GenerationConfig, GENERATION_CONFIG_KEYS } from "./configuration_utils";
+import {
+  LogitsProcessor,
+  MinLengthLogitsProcessor,
+  MinPLogitsWarper,
+  RepetitionPenaltyLogitsProcessor,
+  softmax,
+  TemperatureLogitsWarper,
+  TopKLogitsWarper,
+  TopPLogitsWarper,
+} from "./logits_process";
+import { EosTokenCriteria, MaxLengthCriteria, StopStringCriteria, StoppingCriteria, TokenDecoder } from "./stopping_criteria";
+import { BaseStreamer } from "./streamers";
+
+export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosTokenIds" | "merged" | "validate">> {
+  input_ids: IdsInput;
+  attention_mask?: IdsInput;
+  /** Overrides the model's generation_config as a whole (call options still apply on top). */
+  generation_config?: GenerationConfig;
+  streamer?: BaseStreamer;
+  /** Needed for stop_strings, as in transformers. */
+  tokenizer?: TokenDecoder;
+  /** Extra processors, applied after the built-in ones. */
+  logits_processor?: LogitsProcessor[];
+  stopping_criteria?: StoppingCriteria[];
+  /** A private random source for sampling (default: the one set_seed seeds). */
+  generator?: Random;
+}
+
+export interface GenerateOutput {
+  sequences: Tensor;
+  /** Processed scores of each step, [batch, vocab] each (output_scores). */
+  scores?: Tensor[];
+  /** Raw logits of each step, [batch, vocab] each (output_logits). */
+  logits?: Tensor[];
+}
+
+const CALL_KEYS = ["input_ids", "attention_mask", "generation_config", "streamer", "tokenizer", "logits_processor",
+  "stopping_criteria", "generator"] as const;
+
+export async function generate(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
+  if (!options || options.input_ids === undefined) throw new Error("generate: input_ids is required");
+  checkOptions("generate", options, [...GENERATION_CONFIG_KEYS, ...CALL_KEYS]);
+  const configOptions = Object.fromEntries(Object.entries(options).filter(([k]) => GENERATION_CONFIG_KEYS.includes(k)));
+  const config = (options.generation_config ?? model.generation_config).merged(configOptions);
+  config.validate();
+
+  const ids = toIdMatrix(options.input_ids, "input_ids");
+  const mask = options.attention_mask === undefined ? null : toIdMatrix(options.attention_mask, "attention_mask");
+  if (mask && (mask.rows !== ids.rows || mask.cols !== ids.cols)) {
+    throw new Error(`generate: attention_mask [${mask.rows}, ${mask.cols}] must match input_ids [${ids.rows}, ${ids.cols}]`);
+  }
+  if (ids.rows === 0 || ids.cols === 0) throw new Error("generate: empty input: input_ids needs at least one token per row");
+  const repeat = config.num_return_sequences;
+  const rows: number[][] = [];
+  const maskRows: number[][] = [];
+  for (let b = 0; b < ids.rows; b++) {
+    for (let r = 0; r < repeat; r++) {
+      rows.push(Array.from(ids.data.subarray(b * ids.cols, (b + 1) * ids.cols)));
+      maskRows.push(mask ? Array.from(mask.data.subarray(b * ids.cols, (b + 1) * ids.cols)) : new Array(ids.cols).fill(1));
+    }
+  }
+  const B = rows.length;
+  const promptLength = ids.cols;
+
+  const eos = config.eosTokenIds();
+  const pad = config.pad_token_id ?? eos[0] ?? 0;
+  const maxLength = config.max_new_tokens !== null ? promptLength + config.max_new_tokens
+    : options.max_length !== undefined || model.generation_config.max_length !== 20 ? config.max_length
+    : promptLength + 20; // transformers' default: 20 new tokens
+  if (maxLength <= promptLength) {
+    throw new Error(`generate: the prompt is already ${promptLength} tokens and max_length is ${maxLength}; set max_new_tokens`);
+  }
+  const minLength = config.min_new_tokens !== null ? promptLength + config.min_new_tokens : config.min_length;
+
+  const processors: LogitsProcessor[] = [];
+  if (config.repetition_penalty !== 1.0) {
+    const leftPadding = maskRows.map((m) => Math.max(0, m.indexOf(1)));
+    processors.push(new RepetitionPenaltyLogitsProcessor(config.repetition_penalty, leftPadding));
+  }
+  if (minLength > 0 && eos.length) processors.push(new MinLengthLogitsProcessor(minLength, eos));
+  if (config.do_sample) {
+    if (config.temperature !== 1.0) processors.push(new TemperatureLogitsWarper(config.temperature));
+    if (config.top_k !== null && config.top_k !== 0) processors.push(new TopKLogitsWarper(config.top_k));
+    if (config.top_p !== null && config.top_p < 1.0) processors.push(new TopPLogitsWarper(config.top_p));
+    if (config.min_p !== null) processors.push(new MinPLogitsWarper(config.min_p));
+  }
+  processors.push(...(options.logits_processor ?? []));
+
+  const criteria: StoppingCriteria[] = [new MaxLengthCriteria(maxLength)];
+  if (eos.length) criteria.push(new EosTokenCriteria(eos));
+  if (config.stop_strings !== null) {
+    if (!options.tokenizer) throw new Error("generate: stop_strings needs the tokenizer: generate({ ..., stop_strings, tokenizer })");
+    criteria.push(new StopStringCriteria(options.tokenizer, config.stop_strings));
+  }
+  criteria.push(...(options.stopping_criteria ?? []));
+
+  const streamer = options.streamer;
+  if (streamer && B > 1) throw new Error("generate: streamers only support a batch of one sequence");
+  const random = options.generator ?? globalRandom;
+  const V = model.text_config.vocab_size;
+  const scoresOut: Tensor[] = [];
+  const logitsOut: Tensor[] = [];
+  const unfinished = new Array<boolean>(B).fill(true);
+  // Positions count real tokens only (cumsum(mask) - 1), as transformers' generate computes them.
+  const nextPosition = maskRows.map((m) => m.reduce((a, v) => a + v, 0));
+  const positions = maskRows.map((m) => {
+    let seen = 0;
+    return m.map((v) => Math.max(0, (seen += v) - 1));
+  });
+
+  streamer?.put(rows[0].slice());
+  const cache = model.new_cache(B);
+  let step = await model.forward({ input_ids: rows, attention_mask: maskRows, position_ids: positions, past_key_values: cache, logits_to_keep: 1 });
+  for (let n = 0; ; n++) {
+    const logits = step.logits.data as Float32Array;
+    const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
+    if (config.output_logits) logitsOut.push(stack(scores, V));
+    for (const p of processors) p.process(rows, scores);
+    if (config.output_scores) scoresOut.push(stack(scores, V));
+
+    const next = scores.map((row, b) => (!unfinished[b] ? pad : config.do_sample ? sample(row, random) : argmax(row)));
+    next.forEach((token, b) => {
+      rows[b].push(token);
+      maskRows[b].push(1);
+    });
+    streamer?.put([next[0]]);
+    for (const c of criteria) c.done(rows, promptLength).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
+    if (!unfinished.some(Boolean)) break;
+    step = await model.forward({
+      input_ids: next.map((t) => [t]),
+      attention_mask: maskRows,
+      position_ids: nextPosition.map((p) => [p + n]),
+      past_key_values: cache,
+      logits_to_keep: 1,
+    });
+  }
+  streamer?.end();
+
+  const sequences = new Tensor("int32", Int32Array.from(rows.flat()), [B, rows[0].length]);
+  if (!config.return_dict_in_generate) return sequences;
+  const out: GenerateOutput = { sequences };
+  if (config.output_scores) out.scores = scoresOut;
+  if (config.output_logits) out.logits = logitsOut;
+  return out;
+}
+
+function stack(rows: Float32Array[], V: number): Tensor {
+  const data = new Float32Array(rows.length * V);
+  rows.forEach((r, b) => data.set(r, b * V));
+  return new Tensor("float32", data, [rows.length, V]);
+}
+
+/** The first index of the largest score, as torch.argmax. */
+function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+/** One draw from softmax(row), as torch.multinomial on the softmax probabilities. */
+function sample(row: Float32Array, random: Random): number {
+  const probs = softmax(row);
+  let u = random.next();
+  for (let i = 0; i < probs.length; i++) {
+    u -= probs[i];
+    if (u < 0) return i;
+  }
+  // rounding left a sliver: the last token with non-zero probability
+  for (let i = probs.length - 1; i >= 0; i--) if (probs[i] > 0) return i;
+  return 0;
+}
