@@ -33,5 +33,24 @@ export { EosTokenCriteria, MaxLengthCriteria, StopStringCriteria } from "./gener
 export type { StoppingCriteria } from "./generation/stopping_criteria";
 export { AsyncTextIteratorStreamer, TextStreamer } from "./generation/streamers";
 export type { BaseStreamer } from "./generation/streamers";
+export { AutoTokenizer, PreTrainedTokenizer, PreTrainedTokenizerFast, TokenizersBackend, BatchEncoding } from "./tokenization_utils";
+export type {
+  TokenizerCallOptions,
+  ChatTemplateOptions,
+  ChatMessage,
+  MessageContentPart,
+  ToolCall,
+  DecodeOptions,
+  TokenizerFromPretrainedOptions,
+  PaddingStrategy,
+  TruncationStrategy,
+  Side,
+} from "./tokenization_utils";
+export { pipeline, SUPPORTED_TASKS } from "./pipelines";
+export type { PipelineOptions, CallableTextGenerationPipeline } from "./pipelines";
+export { TextGenerationPipeline } from "./pipelines/text_generation";
+export type { TextGenerationOptions, GeneratedRecord, TextGenerationInput } from "./pipelines/text_generation";
+export { HubError } from "./hub/errors";
+export type { PretrainedOptions, ProgressInfo } from "./hub";
 export { set_seed, Random } from "./utils/random";
 export { setNumThreads, getNumThreads, simdKernels } from "./utils/engine";

@@ -140,14 +140,15 @@ describe("malformed checkpoints", () => {
   });
 
   test("an index that names a missing shard", async () => {
-    const dir = brokenCopy((d) =>
-      writeFileSync(join(d, "model.safetensors.index.json"), JSON.stringify({ weight_map: { "model.norm.weight": "nope.safetensors" } })),
-    );
+    const dir = brokenCopy((d) => {
+      rmSync(join(d, "model.safetensors"));
+      writeFileSync(join(d, "model.safetensors.index.json"), JSON.stringify({ weight_map: { "model.norm.weight": "nope.safetensors" } }));
+    });
     await expect(load(dir)).rejects.toThrow(/nope\.safetensors: cannot open/);
   });
 
   test("a path that is not a checkpoint", async () => {
-    await expect(load(join(scratch, "does-not-exist"))).rejects.toThrow(/not a local checkpoint directory/);
+    await expect(load(join(scratch, "does-not-exist"))).rejects.toThrow(/does-not-exist: not a local directory, nor a Hub model id/);
   });
 
   test("an unsupported dtype option", async () => {

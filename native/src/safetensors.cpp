@@ -151,7 +151,10 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   const std::string single = dir + "/model.safetensors";
   std::vector<std::string> shard_names;
   std::map<std::string, std::string> weight_map;
-  if (file_exists(index)) {
+  // model.safetensors wins over an index when both exist, as in transformers.
+  if (file_exists(single)) {
+    shard_names.push_back("model.safetensors");
+  } else if (file_exists(index)) {
     Json j = Json::parse(read_text_file(index), index);
     if (!j["weight_map"].is_object()) throw std::runtime_error(index + ": no \"weight_map\" object");
     std::set<std::string> seen;
@@ -161,8 +164,6 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
       weight_map[name] = file.string();
       if (seen.insert(file.string()).second) shard_names.push_back(file.string());
     }
-  } else if (file_exists(single)) {
-    shard_names.push_back("model.safetensors");
   } else {
     throw std::runtime_error(dir + ": no model.safetensors or model.safetensors.index.json");
   }

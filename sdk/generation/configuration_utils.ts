@@ -41,7 +41,16 @@ export class GenerationConfig {
   /** generation_config.json of a checkpoint directory (transformers' defaults when absent). */
   static from_dir(dir: string): GenerationConfig {
     const path = join(dir, "generation_config.json");
-    return new GenerationConfig(existsSync(path) ? readJsonFile(path) : {});
+    const values = existsSync(path) ? readJsonFile(path) : {};
+    const config = new GenerationConfig(values);
+    const set = Object.keys(values).filter((k) => values[k] !== null && !k.startsWith("_") && k !== "transformers_version");
+    Object.defineProperty(config, "fileKeys", { value: new Set(set), enumerable: false });
+    return config;
+  }
+
+  /** The parameters the checkpoint's file sets (transformers' to_diff_dict): pipelines leave them alone. */
+  setKeys(): Set<string> {
+    return (this as unknown as { fileKeys?: Set<string> }).fileKeys ?? new Set();
   }
 
   /** A copy with `options` applied (keys already validated by the caller). */

@@ -46,19 +46,24 @@ export class TopKLogitsWarper implements LogitsProcessor {
   }
 }
 
-/** Nucleus sampling: drops the least likely tokens whose total probability is <= 1 - top_p. */
+/**
+ * Nucleus sampling: drops the least likely tokens whose total probability is <= 1 - top_p.
+ * Works from a sorted copy of the probabilities (a typed-array sort: fast on a 202k vocabulary)
+ * and a threshold; tokens tied at the threshold are all kept.
+ */
 export class TopPLogitsWarper implements LogitsProcessor {
   constructor(readonly topP: number, readonly minTokensToKeep = 1) {}
   process(_ids: number[][], scores: Float32Array[]): void {
     for (const row of scores) {
-      const order = Array.from(row.keys()).sort((a, b) => row[a] - row[b]); // ascending, like transformers
-      const probs = softmax(order.map((i) => row[i]));
+      const probs = Float64Array.from(softmax(row));
+      const ascending = Float64Array.from(probs).sort();
+      const last = ascending.length - this.minTokensToKeep; // the top minTokensToKeep always stay
       let cumulative = 0;
-      for (let j = 0; j < order.length - this.minTokensToKeep; j++) {
-        cumulative += probs[j];
-        if (cumulative <= 1 - this.topP) row[order[j]] = -Infinity;
-        else break;
-      }
+      let cut = 0; // ascending[0..cut) are removed
+      while (cut < last && (cumulative += ascending[cut]) <= 1 - this.topP) cut++;
+      if (cut === 0) continue;
+      const threshold = ascending[cut];
+      for (let i = 0; i < row.length; i++) if (probs[i] < threshold) row[i] = -Infinity;
     }
   }
 }

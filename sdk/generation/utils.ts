@@ -18,7 +18,7 @@ import {
 import { EosTokenCriteria, MaxLengthCriteria, StopStringCriteria, StoppingCriteria, TokenDecoder } from "./stopping_criteria";
 import { BaseStreamer } from "./streamers";
 
-export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosTokenIds" | "merged" | "validate">> {
+export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosTokenIds" | "merged" | "validate" | "setKeys">> {
   input_ids: IdsInput;
   attention_mask?: IdsInput;
   /** Overrides the model's generation_config as a whole (call options still apply on top). */

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { readJsonFile } from "../../configuration_utils";
 import { GenerationConfig } from "../../generation/configuration_utils";
 import { generate, GenerateOptions, GenerateOutput } from "../../generation/utils";
-import { PretrainedOptions, resolvePretrained } from "../../hub";
+import { HUB_OPTION_KEYS, PretrainedOptions, resolvePretrained } from "../../hub";
 import { native, NativeKVCache, NativeModel } from "../../native";
 import { Tensor, toIdMatrix } from "../../tensor";
 import { resolveDType, DTypeName } from "../../torch";
@@ -57,8 +57,7 @@ export class DynamicCache {
   }
 }
 
-const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", "revision", "cache_dir",
-  "token", "local_files_only", "progress_callback"] as const;
+const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", ...HUB_OPTION_KEYS] as const;
 const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache", "output_hidden_states",
   "output_router_logits", "logits_to_keep"] as const;
 
