@@ -3,7 +3,7 @@
 import { AutoTokenizer, PreTrainedTokenizer } from "../tokenization_utils";
 import { FromPretrainedOptions, Llama4ForCausalLM, Llama4ForConditionalGeneration } from "../models/llama4/modeling_llama4";
 import { checkOptions, closestName } from "../utils/options";
-import { PipelineTokenizer, TextGenerationInput, TextGenerationOptions, TextGenerationPipeline, GeneratedRecord } from "./text_generation";
+import { Chat, PipelineTokenizer, TextGenerationInput, TextGenerationOptions, TextGenerationPipeline, GeneratedRecord } from "./text_generation";
 import { readJsonFile } from "../configuration_utils";
 import { HUB_OPTION_KEYS, hubOptionsOf, resolvePretrained } from "../hub";
 import { join } from "node:path";
@@ -24,8 +24,12 @@ const OPTION_KEYS = ["model", "tokenizer", "dtype", "torch_dtype", "device_map",
  * A pipeline instance is a function (`await pipe(inputs, options)`, as in Python) that also carries
  * the pipeline's fields and methods: the function's prototype is the pipeline class's.
  */
-export type CallableTextGenerationPipeline = TextGenerationPipeline &
-  ((inputs: TextGenerationInput | TextGenerationInput[], options?: TextGenerationOptions) => Promise<GeneratedRecord[] | GeneratedRecord[][]>);
+export type CallableTextGenerationPipeline = TextGenerationPipeline & {
+  (inputs: string, options?: TextGenerationOptions): Promise<{ generated_text: string }[]>;
+  (inputs: Chat, options?: TextGenerationOptions & { return_full_text?: true }): Promise<{ generated_text: Chat }[]>;
+  (inputs: TextGenerationInput[], options?: TextGenerationOptions): Promise<GeneratedRecord[][]>;
+  (inputs: TextGenerationInput | TextGenerationInput[], options?: TextGenerationOptions): Promise<GeneratedRecord[] | GeneratedRecord[][]>;
+};
 
 export async function pipeline(task: "text-generation", options: PipelineOptions): Promise<CallableTextGenerationPipeline>;
 export async function pipeline(task: string, options: PipelineOptions): Promise<CallableTextGenerationPipeline> {
