@@ -18,6 +18,11 @@ Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
 
 namespace {
 
+// Work below this many multiply-adds per thread costs more to hand out than to do.
+const int64_t kMinMacsPerThread = 32768;
+
+int64_t grain_for(int64_t macs_per_item) { return std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, macs_per_item)); }
+
 inline float load_scalar(const Matrix& w, int64_t index) {
   switch (w.dtype) {
     case DType::F32: return static_cast<const float*>(w.data)[index];
@@ -91,7 +96,7 @@ void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, 
     if (bias)
       for (int64_t t = 0; t < tokens; t++)
         for (int64_t o = o0; o < o1; o++) y[t * out + o] += bias[o];
-  }, 16);
+  }, std::max<int64_t>(16, grain_for(tokens * w.cols)));
 }
 
 void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y) {
@@ -101,7 +106,7 @@ void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y) {
   const int64_t blocks = (w.cols + kBlock - 1) / kBlock;
   pool()->parallel_for(blocks, [&](int64_t b0, int64_t b1) {
     k.in_out_cols(x, tokens, w, b0 * kBlock, std::min(w.cols, b1 * kBlock), y);
-  }, 4);
+  }, std::max<int64_t>(4, grain_for(tokens * w.rows * kBlock)));
 }
 
 void row_to_f32(const Matrix& w, int64_t row, float* out) {

@@ -252,7 +252,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
           for (int64_t i = 0; i < D; i++) out[i] += p * vr[i];
         }
       }
-    });
+    }, std::max<int64_t>(1, 16384 / (D * (s.P + s.T))));  // small attention is not worth waking threads for
     linear(attn.data(), s.N, aw.o_proj, nullptr, branch.data());
     add_bias(branch.data(), aw.o_bias, s.N);
     for (int64_t i = 0; i < s.N * H; i++) x[i] += branch[i];
