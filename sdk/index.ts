@@ -52,5 +52,18 @@ export { TextGenerationPipeline } from "./pipelines/text_generation";
 export type { TextGenerationOptions, GeneratedRecord, TextGenerationInput } from "./pipelines/text_generation";
 export { HubError } from "./hub/errors";
 export type { PretrainedOptions, ProgressInfo } from "./hub";
+export { GenerationTrace } from "./trace";
+export type {
+  AttentionMap,
+  ExpertIntervention,
+  GenerationTraceData,
+  LayerRouting,
+  MemoryStep,
+  TraceMemory,
+  TraceModelInfo,
+  TraceOptions,
+  TraceToken,
+  WeightMemory,
+} from "./trace";
 export { set_seed, Random } from "./utils/random";
 export { setNumThreads, getNumThreads, simdKernels } from "./utils/engine";

@@ -6,6 +6,7 @@ export interface NativeKVCache {
   readonly length: number;
   readonly batch: number;
   readonly bytes: number;
+  layerBytes(): number[];
 }
 
 export interface NativeForwardRequest {
@@ -17,6 +18,10 @@ export interface NativeForwardRequest {
   cache?: NativeKVCache;
   outputHiddenStates?: boolean;
   outputRouterLogits?: boolean;
+  /** Layers whose attention probabilities to return (all heads). */
+  attentionLayers?: Int32Array;
+  /** [layers * experts]: 0 routed as usual, -1 never chosen, +1 always chosen. */
+  expertOverride?: Int8Array;
   logitsToKeep?: number;
 }
 
@@ -25,7 +30,13 @@ export interface NativeForwardResult {
   kept: number;
   hiddenStates?: Float32Array;
   routerLogits?: Float32Array;
+  /** [moe layers, batch * seq, top_k] experts each token went to (after interventions), best first. */
+  routerExperts?: Int32Array;
+  routerScores?: Float32Array;
   moeLayers?: number[];
+  /** [attention layers, batch, heads, seq, past + seq] */
+  attentions?: Float32Array;
+  scratchPeakBytes: number;
 }
 
 export interface NativeModel {
@@ -34,6 +45,7 @@ export interface NativeModel {
   cancel(): void;
   config(): string;
   info(): { layout: string; mappedBytes: number; convertedBytes: number };
+  weightStats(): { module: string; dtype: string; bytes: number }[];
 }
 
 export interface NativeEngine {

@@ -3,6 +3,7 @@
 // rejected promise with the engine's message, so no input can take the Node process down.
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -74,6 +75,19 @@ Napi::Float32Array to_float32_array(Napi::Env env, std::vector<float>&& data) {
   return Napi::Float32Array::New(env, owned->size(), buffer, 0);
 }
 
+Napi::Int32Array to_int32_array(Napi::Env env, const std::vector<int32_t>& data) {
+  Napi::Int32Array a = Napi::Int32Array::New(env, data.size());
+  std::copy(data.begin(), data.end(), a.Data());
+  return a;
+}
+
+std::vector<int8_t> int8_vector(const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int8_array)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + " must be an Int8Array");
+  auto a = v.As<Napi::Int8Array>();
+  return std::vector<int8_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
 std::vector<int32_t> int32_vector(const Napi::Value& v, const char* name) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     throw Napi::TypeError::New(v.Env(), std::string(name) + " must be an Int32Array");
@@ -88,7 +102,8 @@ class CacheWrap : public Napi::ObjectWrap<CacheWrap> {
     Napi::Function f = DefineClass(env, "NativeKVCache",
                                    {InstanceAccessor<&CacheWrap::Length>("length"),
                                     InstanceAccessor<&CacheWrap::Batch>("batch"),
-                                    InstanceAccessor<&CacheWrap::Bytes>("bytes")});
+                                    InstanceAccessor<&CacheWrap::Bytes>("bytes"),
+                                    InstanceMethod<&CacheWrap::LayerBytes>("layerBytes")});
     constructor = Napi::Persistent(f);
   }
   explicit CacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CacheWrap>(info) {}
@@ -99,6 +114,12 @@ class CacheWrap : public Napi::ObjectWrap<CacheWrap> {
   Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(cache->length())); }
   Napi::Value Batch(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(cache->batch())); }
   Napi::Value Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(cache->bytes())); }
+  Napi::Value LayerBytes(const Napi::CallbackInfo& info) {
+    auto bytes = cache->layer_bytes();
+    Napi::Array out = Napi::Array::New(info.Env(), bytes.size());
+    for (size_t i = 0; i < bytes.size(); i++) out.Set(uint32_t(i), double(bytes[i]));
+    return out;
+  }
 };
 Napi::FunctionReference CacheWrap::constructor;
 
@@ -140,8 +161,12 @@ class ForwardWorker : public PromiseWorker {
     out.Set("logits", to_float32_array(env, std::move(result_.logits)));
     out.Set("kept", Napi::Number::New(env, double(result_.kept)));
     if (req_.output_hidden_states) out.Set("hiddenStates", to_float32_array(env, std::move(result_.hidden_states)));
+    out.Set("scratchPeakBytes", Napi::Number::New(env, double(result_.scratch_peak_bytes)));
+    if (!req_.attention_layers.empty()) out.Set("attentions", to_float32_array(env, std::move(result_.attentions)));
     if (req_.output_router_logits) {
       out.Set("routerLogits", to_float32_array(env, std::move(result_.router_logits)));
+      out.Set("routerExperts", to_int32_array(env, result_.router_experts));
+      out.Set("routerScores", to_float32_array(env, std::move(result_.router_scores)));
       Napi::Array layers = Napi::Array::New(env, result_.moe_layers.size());
       for (size_t i = 0; i < result_.moe_layers.size(); i++) layers.Set(uint32_t(i), result_.moe_layers[i]);
       out.Set("moeLayers", layers);
@@ -168,7 +193,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                     InstanceMethod<&ModelWrap::CreateCache>("createCache"),
                                     InstanceMethod<&ModelWrap::Cancel>("cancel"),
                                     InstanceMethod<&ModelWrap::Config>("config"),
-                                    InstanceMethod<&ModelWrap::Info>("info")});
+                                    InstanceMethod<&ModelWrap::Info>("info"),
+                                    InstanceMethod<&ModelWrap::WeightStats>("weightStats")});
     constructor = Napi::Persistent(f);
   }
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
@@ -192,6 +218,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       req.position_ids = int32_vector(o.Get("positionIds"), "positionIds");
     req.output_hidden_states = o.Get("outputHiddenStates").ToBoolean();
     req.output_router_logits = o.Get("outputRouterLogits").ToBoolean();
+    if (o.Has("attentionLayers") && !o.Get("attentionLayers").IsUndefined())
+      req.attention_layers = int32_vector(o.Get("attentionLayers"), "attentionLayers");
+    if (o.Has("expertOverride") && !o.Get("expertOverride").IsUndefined())
+      req.expert_override = int8_vector(o.Get("expertOverride"), "expertOverride");
     if (o.Has("logitsToKeep") && !o.Get("logitsToKeep").IsUndefined())
       req.logits_to_keep = o.Get("logitsToKeep").ToNumber().Int64Value();
     std::shared_ptr<KVCache> cache;
@@ -228,6 +258,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value Config(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), model->config().to_json()); }
+
+  Napi::Value WeightStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto stats = model->weight_stats();
+    Napi::Array out = Napi::Array::New(env, stats.size());
+    for (size_t i = 0; i < stats.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("module", stats[i].module);
+      o.Set("dtype", stats[i].dtype);
+      o.Set("bytes", Napi::Number::New(env, double(stats[i].bytes)));
+      out.Set(uint32_t(i), o);
+    }
+    return out;
+  }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

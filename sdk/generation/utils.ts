@@ -17,6 +17,7 @@ import {
 } from "./logits_process";
 import { EosTokenCriteria, MaxLengthCriteria, StopStringCriteria, StoppingCriteria, TokenDecoder } from "./stopping_criteria";
 import { BaseStreamer } from "./streamers";
+import { ExpertIntervention, GenerationTrace, stepFromOutput, TraceOptions } from "../trace";
 
 export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosTokenIds" | "merged" | "validate" | "setKeys">> {
   input_ids: IdsInput;
@@ -31,6 +32,10 @@ export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosToke
   stopping_criteria?: StoppingCriteria[];
   /** A private random source for sampling (default: the one set_seed seeds). */
   generator?: Random;
+  /** Record routing (and optionally attention and memory) of prompt and generated tokens; implies a dict output with `trace`. */
+  output_trace?: boolean | TraceOptions;
+  /** Expert interventions applied at every step (see Llama4ForwardInputs.expert_mask). */
+  expert_mask?: ExpertIntervention[];
 }
 
 export interface GenerateOutput {
@@ -39,10 +44,12 @@ export interface GenerateOutput {
   scores?: Tensor[];
   /** Raw logits of each step, [batch, vocab] each (output_logits). */
   logits?: Tensor[];
+  /** With output_trace. */
+  trace?: GenerationTrace;
 }
 
 const CALL_KEYS = ["input_ids", "attention_mask", "generation_config", "streamer", "tokenizer", "logits_processor",
-  "stopping_criteria", "generator"] as const;
+  "stopping_criteria", "generator", "output_trace", "expert_mask"] as const;
 
 export async function generate(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
   if (!options || options.input_ids === undefined) throw new Error("generate: input_ids is required");
@@ -115,9 +122,26 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
     return m.map((v) => Math.max(0, (seen += v) - 1));
   });
 
+  // Tracing records batch row 0 after every forward call.
+  const traceOptions: TraceOptions | null = options.output_trace ? (options.output_trace === true ? {} : options.output_trace) : null;
+  if (traceOptions && B !== 1) throw new Error(`generate: output_trace traces one sequence (this call has ${B})`);
+  const withMemory = traceOptions?.memory ?? true;
+  const trace = traceOptions
+    ? new GenerationTrace(model.trace_model_info(), { weights: withMemory ? model.weight_memory() : undefined, interventions: options.expert_mask })
+    : null;
+  const decode = options.tokenizer ? (t: number[]) => options.tokenizer!.decode(t) : undefined;
+  const traced = {
+    output_router_logits: !!trace,
+    output_attentions: traceOptions?.attention_layers,
+    expert_mask: options.expert_mask,
+  };
+  const record = (out: Awaited<ReturnType<typeof model.forward>>, fed: number[], past: number, isPrompt: boolean) =>
+    trace?.append(stepFromOutput(out, fed, past, isPrompt, decode, withMemory ? model.memory_step(cache, out) : undefined));
+
   streamer?.put(rows[0].slice());
   const cache = model.new_cache(B);
-  let step = await model.forward({ input_ids: rows, attention_mask: maskRows, position_ids: positions, past_key_values: cache, logits_to_keep: 1 });
+  let step = await model.forward({ input_ids: rows, attention_mask: maskRows, position_ids: positions, past_key_values: cache, logits_to_keep: 1, ...traced });
+  record(step, rows[0].slice(), 0, true);
   for (let n = 0; ; n++) {
     const logits = step.logits.data as Float32Array;
     const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
@@ -132,20 +156,30 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
     });
     streamer?.put([next[0]]);
     for (const c of criteria) c.done(rows, promptLength).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
-    if (!unfinished.some(Boolean)) break;
-    step = await model.forward({
-      input_ids: next.map((t) => [t]),
-      attention_mask: maskRows,
-      position_ids: nextPosition.map((p) => [p + n]),
-      past_key_values: cache,
-      logits_to_keep: 1,
-    });
+    const feed = () =>
+      model.forward({
+        input_ids: next.map((t) => [t]),
+        attention_mask: maskRows,
+        position_ids: nextPosition.map((p) => [p + n]),
+        past_key_values: cache,
+        logits_to_keep: 1,
+        ...traced,
+      });
+    if (!unfinished.some(Boolean)) {
+      // A trace also covers the last generated token: run it through the model once more.
+      if (trace) record(await feed(), [next[0]], rows[0].length - 1, false);
+      break;
+    }
+    const past = cache.get_seq_length();
+    step = await feed();
+    record(step, [next[0]], past, false);
   }
   streamer?.end();
 
   const sequences = new Tensor("int32", Int32Array.from(rows.flat()), [B, rows[0].length]);
-  if (!config.return_dict_in_generate) return sequences;
+  if (!config.return_dict_in_generate && !trace) return sequences;
   const out: GenerateOutput = { sequences };
+  if (trace) out.trace = trace;
   if (config.output_scores) out.scores = scoresOut;
   if (config.output_logits) out.logits = logitsOut;
   return out;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <numeric>
 
 #include "../thread_pool.h"
@@ -63,6 +64,22 @@ void mlp(const MlpWeights& w, const float* x, int64_t tokens, float* out) {
   linear(gate.data(), tokens, w.down_proj, nullptr, out);
 }
 
+// Tracks the bytes of working buffers held at once during a forward call, and their peak.
+class ScratchMeter {
+ public:
+  void hold(size_t bytes) { peak_ = std::max(peak_, current_ += bytes); }
+  void release(size_t bytes) { current_ -= bytes; }
+  size_t peak() const { return peak_; }
+
+ private:
+  size_t current_ = 0, peak_ = 0;
+};
+
+template <class T>
+size_t bytes_of(const std::vector<T>& v) { return v.size() * sizeof(T); }
+
+size_t matrix_bytes(const Matrix& m) { return size_t(m.rows) * size_t(m.cols) * dtype_size(m.dtype); }
+
 }  // namespace
 
 KVCache::KVCache(const TextConfig& config, int64_t batch) : batch_(batch), valid_(batch) {
@@ -70,6 +87,12 @@ KVCache::KVCache(const TextConfig& config, int64_t batch) : batch_(batch), valid
   layers_.resize(config.num_hidden_layers);
   for (int64_t l = 0; l < config.num_hidden_layers; l++)
     layers_[l].ring = config.chunked[l] ? config.attention_chunk_size : 0;
+}
+
+std::vector<size_t> KVCache::layer_bytes() const {
+  std::vector<size_t> out;
+  for (const auto& l : layers_) out.push_back((l.k.size() + l.v.size()) * sizeof(float));
+  return out;
 }
 
 size_t KVCache::bytes() const {
@@ -92,6 +115,38 @@ size_t TextModel::mapped_weight_bytes() const {
   size_t n = 0;
   for (const auto& [name, t] : checkpoint_->tensors()) n += t.nbytes;
   return n;
+}
+
+std::vector<WeightStat> TextModel::weight_stats() const {
+  std::map<std::pair<std::string, std::string>, size_t> by;
+  auto add = [&](const std::string& module, const Matrix& m) { by[{module, dtype_name(m.dtype)}] += matrix_bytes(m); };
+  auto add_f32 = [&](const std::string& module, const std::vector<float>& v) { by[{module, "F32"}] += bytes_of(v); };
+  const TextWeights& w = weights_;
+  add("embed_tokens", w.embed_tokens);
+  if (w.lm_head.data != w.embed_tokens.data) add("lm_head", w.lm_head);
+  add_f32("norm", w.norm);
+  for (const auto& l : w.layers) {
+    add_f32("norm", l.input_layernorm);
+    add_f32("norm", l.post_attention_layernorm);
+    for (const Matrix* m : {&l.self_attn.q_proj, &l.self_attn.k_proj, &l.self_attn.v_proj, &l.self_attn.o_proj}) add("attention", *m);
+    for (const auto* b : {&l.self_attn.q_bias, &l.self_attn.k_bias, &l.self_attn.v_bias, &l.self_attn.o_bias}) add_f32("attention", *b);
+    if (l.is_moe) {
+      add("router", l.moe.router);
+      add("experts", l.moe.gate_up_proj);
+      add("experts", l.moe.down_proj);
+      for (const Matrix* m : {&l.moe.shared_expert.gate_proj, &l.moe.shared_expert.up_proj, &l.moe.shared_expert.down_proj})
+        add("shared_expert", *m);
+    } else {
+      for (const Matrix* m : {&l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj}) add("mlp", *m);
+    }
+  }
+  // The vision tower of a multimodal checkpoint is mapped but not used by the text path.
+  for (const auto& [name, t] : checkpoint_->tensors())
+    if (name.rfind("vision_model.", 0) == 0 || name.rfind("multi_modal_projector.", 0) == 0)
+      by[{"vision (mapped, unused)", dtype_name(t.dtype)}] += t.nbytes;
+  std::vector<WeightStat> out;
+  for (const auto& [key, bytes] : by) out.push_back({key.first, key.second, bytes});
+  return out;
 }
 
 void TextModel::validate(const ForwardRequest& r) const {
@@ -125,6 +180,30 @@ void TextModel::validate(const ForwardRequest& r) const {
       if (p < 0) throw std::runtime_error("position_ids must be >= 0, got " + std::to_string(p));
   }
   if (r.logits_to_keep < 0) throw std::runtime_error("logits_to_keep must be >= 0");
+  for (int32_t l : r.attention_layers)
+    if (l < 0 || l >= config_.num_hidden_layers)
+      throw std::runtime_error("output_attentions: layer " + std::to_string(l) + " does not exist (the model has " +
+                               std::to_string(config_.num_hidden_layers) + " layers)");
+  const int64_t E = config_.num_local_experts;
+  if (!r.expert_override.empty()) {
+    if (int64_t(r.expert_override.size()) != config_.num_hidden_layers * E)
+      throw std::runtime_error("expert_mask: expected num_hidden_layers x num_local_experts entries");
+    for (int64_t l = 0; l < config_.num_hidden_layers; l++) {
+      int64_t forced = 0, disabled = 0;
+      for (int64_t e = 0; e < E; e++) {
+        int8_t o = r.expert_override[l * E + e];
+        if (o != 0 && !config_.is_moe[l]) throw std::runtime_error("expert_mask: layer " + std::to_string(l) + " is not an MoE layer");
+        forced += o > 0;
+        disabled += o < 0;
+      }
+      if (forced > config_.num_experts_per_tok)
+        throw std::runtime_error("expert_mask: layer " + std::to_string(l) + " forces " + std::to_string(forced) +
+                                 " experts but each token uses num_experts_per_tok = " + std::to_string(config_.num_experts_per_tok));
+      if (E - disabled < config_.num_experts_per_tok)
+        throw std::runtime_error("expert_mask: layer " + std::to_string(l) + " disables so many experts that fewer than " +
+                                 std::to_string(config_.num_experts_per_tok) + " remain");
+    }
+  }
 }
 
 ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bool>& cancel) {
@@ -157,7 +236,13 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
     s.positions[n] = req.position_ids.empty() ? int32_t(s.P + n % s.T) : req.position_ids[n];
 
   ForwardResult result;
+  ScratchMeter meter;
   const bool keep_hidden = req.output_hidden_states;
+  const int64_t K = c.num_experts_per_tok;
+  std::vector<int64_t> attention_slot(L, -1);  // layer -> index in result.attentions
+  for (size_t i = 0; i < req.attention_layers.size(); i++) attention_slot[req.attention_layers[i]] = int64_t(i);
+  const int64_t attention_block = s.B * nH * s.T * (s.P + s.T);
+  result.attentions.assign(req.attention_layers.size() * attention_block, 0.0f);
   if (keep_hidden) result.hidden_states.reserve(size_t(L + 1) * s.N * H);
 
   // Embeddings.
@@ -168,6 +253,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   std::vector<float> h(s.N * H), branch(s.N * H);
   std::vector<float> q(s.N * nH * D), attn(s.N * nH * D);
   std::vector<std::vector<float>> new_k(L), new_v(L);  // committed to the cache after the last layer
+  for (const auto* buf : {&x, &h, &branch, &q, &attn, &result.attentions}) meter.hold(bytes_of(*buf));
 
   for (int64_t layer = 0; layer < L; layer++) {
     if (cancel.load()) throw CancelledError();
@@ -182,6 +268,9 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
     std::vector<float>& v = new_v[layer];
     k.resize(s.N * kvH * D);
     v.resize(s.N * kvH * D);
+    meter.hold(bytes_of(k) + bytes_of(v));
+    // per-thread attention scores
+    meter.hold(size_t(std::min<int64_t>(num_threads(), s.B * nH * s.T)) * size_t(s.P + s.T) * sizeof(float));
     linear(h.data(), s.N, aw.q_proj, nullptr, q.data());
     linear(h.data(), s.N, aw.k_proj, nullptr, k.data());
     linear(h.data(), s.N, aw.v_proj, nullptr, v.data());
@@ -245,14 +334,18 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
         float sum = 0;
         for (auto& sc : scores) sum += (sc = std::exp(sc - best));
         const float inv_sum = 1.0f / sum;
+        float* probs_out = attention_slot[layer] < 0 ? nullptr
+            : result.attentions.data() + attention_slot[layer] * attention_block + ((b * nH + head) * s.T + t) * (s.P + s.T);
         for (int64_t pos = lo; pos <= qpos; pos++) {
           const float p = scores[pos - lo] * inv_sum;
+          if (probs_out) probs_out[pos] = p;
           if (p == 0) continue;
           const float* vr = key_row(v, cached ? &cached->v : nullptr, b, kvh, pos);
           for (int64_t i = 0; i < D; i++) out[i] += p * vr[i];
         }
       }
     }, std::max<int64_t>(1, 16384 / (D * (s.P + s.T))));  // small attention is not worth waking threads for
+    meter.release(size_t(std::min<int64_t>(num_threads(), s.B * nH * s.T)) * size_t(s.P + s.T) * sizeof(float));
     linear(attn.data(), s.N, aw.o_proj, nullptr, branch.data());
     add_bias(branch.data(), aw.o_bias, s.N);
     for (int64_t i = 0; i < s.N * H; i++) x[i] += branch[i];
@@ -260,7 +353,9 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
     // --- feed forward: Llama4TextMLP or Llama4TextMoe ---
     rms_norm(x.data(), lw.post_attention_layernorm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
     if (!lw.is_moe) {
+      meter.hold(2 * sizeof(float) * s.N * lw.mlp.gate_proj.rows);
       mlp(lw.mlp, h.data(), s.N, branch.data());
+      meter.release(2 * sizeof(float) * s.N * lw.mlp.gate_proj.rows);
     } else {
       const MoeWeights& mw = lw.moe;
       // Llama4Router: logits -> top-k -> sigmoid of the chosen logits (the others weigh 0).
@@ -271,25 +366,38 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
         result.moe_layers.push_back(int32_t(layer));
       }
       std::vector<std::vector<std::pair<int64_t, float>>> routed_to(E);  // expert -> (token, score)
+      const int8_t* override = req.expert_override.empty() ? nullptr : req.expert_override.data() + layer * E;
       std::vector<int64_t> order(E);
+      std::vector<float> rank(E);
       for (int64_t n = 0; n < s.N; n++) {
         const float* lg = router_logits.data() + n * E;
+        // Interventions: forced experts rank first, disabled ones last; the rest by logit.
+        for (int64_t e = 0; e < E; e++)
+          rank[e] = !override || override[e] == 0 ? lg[e] : override[e] > 0 ? INFINITY : -INFINITY;
         std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + c.num_experts_per_tok, order.end(),
-                          [&](int64_t a, int64_t b) { return lg[a] > lg[b] || (lg[a] == lg[b] && a < b); });
-        for (int64_t j = 0; j < c.num_experts_per_tok; j++) {
-          int64_t e = order[j];
-          routed_to[e].push_back({n, 1.0f / (1.0f + std::exp(-lg[e]))});
+        std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                          [&](int64_t a, int64_t b) { return rank[a] > rank[b] || (rank[a] == rank[b] && a < b); });
+        for (int64_t j = 0; j < K; j++) {
+          const int64_t e = order[j];
+          const float score = 1.0f / (1.0f + std::exp(-lg[e]));
+          routed_to[e].push_back({n, score});
+          if (req.output_router_logits) {
+            result.router_experts.push_back(int32_t(e));
+            result.router_scores.push_back(score);
+          }
         }
       }
+      std::vector<float> routed(s.N * H, 0.0f);
+      meter.hold(bytes_of(router_logits) + bytes_of(routed));
       // Llama4TextExperts: each expert sees its tokens pre-scaled by their router score, and its
       // weights are read once for all of them.
-      std::vector<float> routed(s.N * H, 0.0f);
       for (int64_t e = 0; e < E; e++) {
         const auto& tokens = routed_to[e];
         if (tokens.empty()) continue;
         const int64_t n_e = int64_t(tokens.size());
         std::vector<float> xin(n_e * H), gate_up(n_e * 2 * I), act(n_e * I), eout(n_e * H);
+        const size_t expert_bytes = bytes_of(xin) + bytes_of(gate_up) + bytes_of(act) + bytes_of(eout);
+        meter.hold(expert_bytes);
         for (int64_t j = 0; j < n_e; j++)
           for (int64_t i = 0; i < H; i++) xin[j * H + i] = h[tokens[j].first * H + i] * tokens[j].second;
         matmul_in_out(xin.data(), n_e, mw.gate_up_proj.slice_rows(e * H, H), gate_up.data());
@@ -299,9 +407,13 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
         matmul_in_out(act.data(), n_e, mw.down_proj.slice_rows(e * I, I), eout.data());
         for (int64_t j = 0; j < n_e; j++)
           for (int64_t i = 0; i < H; i++) routed[tokens[j].first * H + i] += eout[j * H + i];
+        meter.release(expert_bytes);
       }
+      meter.hold(2 * sizeof(float) * s.N * I);
       mlp(mw.shared_expert, h.data(), s.N, branch.data());
+      meter.release(2 * sizeof(float) * s.N * I);
       for (int64_t i = 0; i < s.N * H; i++) branch[i] += routed[i];
+      meter.release(bytes_of(router_logits) + bytes_of(routed));
     }
     for (int64_t i = 0; i < s.N * H; i++) x[i] += branch[i];
     if (keep_hidden && layer < L - 1) result.hidden_states.insert(result.hidden_states.end(), x.begin(), x.end());
@@ -316,6 +428,8 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
     std::memcpy(last.data() + b * result.kept * H, h.data() + (b * s.T + s.T - result.kept) * H,
                 sizeof(float) * result.kept * H);
   result.logits.resize(s.B * result.kept * c.vocab_size);
+  meter.hold(bytes_of(last) + bytes_of(result.logits) + bytes_of(result.hidden_states) + bytes_of(result.router_logits));
+  result.scratch_peak_bytes = meter.peak();
   linear(last.data(), s.B * result.kept, weights_.lm_head, nullptr, result.logits.data());
   if (cancel.load()) throw CancelledError();
 

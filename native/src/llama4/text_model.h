@@ -27,6 +27,7 @@ class KVCache {
   int64_t batch() const { return batch_; }
   int64_t length() const { return length_; }  // positions stored so far
   size_t bytes() const;
+  std::vector<size_t> layer_bytes() const;
 
  private:
   friend class TextModel;
@@ -47,7 +48,13 @@ struct ForwardRequest {
   std::vector<int32_t> position_ids;    // [batch, seq_len] or empty (cache positions)
   KVCache* cache = nullptr;             // updated only if the forward succeeds
   bool output_hidden_states = false;
+  // Router logits (before interventions) and the experts/scores each token was routed to.
   bool output_router_logits = false;
+  // Attention probabilities of these layers (all heads); empty = none.
+  std::vector<int32_t> attention_layers;
+  // Expert interventions, [num_hidden_layers * num_local_experts]: 0 as routed, -1 never chosen,
+  // +1 always chosen (its weight stays sigmoid(router logit)). Empty = none.
+  std::vector<int8_t> expert_override;
   int64_t logits_to_keep = 0;  // last N positions per row; 0 = all
 };
 
@@ -56,7 +63,17 @@ struct ForwardResult {
   int64_t kept = 0;
   std::vector<float> hidden_states;  // [layers + 1, batch, seq, hidden]
   std::vector<float> router_logits;  // [moe layers, batch * seq, experts]
+  std::vector<int32_t> router_experts;  // [moe layers, batch * seq, top_k], best first
+  std::vector<float> router_scores;     // [moe layers, batch * seq, top_k]
   std::vector<int32_t> moe_layers;
+  std::vector<float> attentions;  // [attention_layers, batch, heads, seq, past + seq]
+  size_t scratch_peak_bytes = 0;  // the largest working memory the call held at once
+};
+
+// Bytes of the loaded weights by module and by the dtype they are held in.
+struct WeightStat {
+  std::string module, dtype;
+  size_t bytes;
 };
 
 class TextModel {
@@ -66,6 +83,7 @@ class TextModel {
   const TextConfig& config() const { return config_; }
   const TextWeights& weights() const { return weights_; }
   size_t mapped_weight_bytes() const;
+  std::vector<WeightStat> weight_stats() const;
 
   // Runs the forward pass. Throws CancelledError when `cancel` becomes true between layers (the
   // cache is then left as it was). One forward at a time per model; concurrent calls wait.

@@ -10,6 +10,8 @@ import { native, NativeKVCache, NativeModel } from "../../native";
 import { Tensor, toIdMatrix } from "../../tensor";
 import { resolveDType, DTypeName } from "../../torch";
 import { checkOptions } from "../../utils/options";
+import { GenerationTrace, stepFromOutput, TraceOptions } from "../../trace";
+import type { ExpertIntervention, MemoryStep, TraceModelInfo, WeightMemory } from "../../trace";
 import { Llama4Config, Llama4TextConfig, llama4ConfigFromJson, textConfigOf } from "./configuration_llama4";
 
 export type AttnImplementation = "eager" | "sdpa" | "flex_attention";
@@ -21,7 +23,7 @@ export interface FromPretrainedOptions extends PretrainedOptions {
   torch_dtype?: unknown;
   /** Only "cpu" / "auto": the engine runs on the CPU. */
   device_map?: string;
-  /** All three names run the same exact-softmax kernel in this version. */
+  /** All three compute exact softmax attention; only "eager" can return attention probabilities. */
   attn_implementation?: AttnImplementation;
 }
 
@@ -35,6 +37,10 @@ export interface Llama4ForwardInputs {
   use_cache?: boolean;
   output_hidden_states?: boolean;
   output_router_logits?: boolean;
+  /** true: every layer's attention probabilities; a list: those layers only. Needs attn_implementation "eager". */
+  output_attentions?: boolean | number[];
+  /** Expert interventions for research: per MoE layer, experts never or always chosen. */
+  expert_mask?: ExpertIntervention[];
   /** Compute logits for the last N positions only (0 = all), as transformers' logits_to_keep. */
   logits_to_keep?: number;
 }
@@ -47,6 +53,18 @@ export interface Llama4CausalLMOutput {
   hidden_states?: Tensor[];
   /** One [batch * seq, num_local_experts] tensor per MoE layer, as transformers returns them. */
   router_logits?: Tensor[];
+  /** With router logits: the experts each token went to (after expert_mask), [batch * seq, top_k] per MoE layer, best first. */
+  router_experts?: Tensor[];
+  /** Their weights (sigmoid of the router logit), [batch * seq, top_k] per MoE layer. */
+  router_scores?: Tensor[];
+  /** The MoE layer index of each router_* entry. */
+  moe_layers?: number[];
+  /** Per requested layer: [batch, heads, seq, past + seq] attention probabilities. */
+  attentions?: Tensor[];
+  /** The layers `attentions` belong to. */
+  attention_layers?: number[];
+  /** Largest working memory the engine held during this call (bytes). */
+  scratch_peak_bytes: number;
 }
 
 /** transformers' DynamicCache: the keys/values of past positions, owned by the engine. */
@@ -59,7 +77,7 @@ export class DynamicCache {
 
 const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", ...HUB_OPTION_KEYS] as const;
 const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache", "output_hidden_states",
-  "output_router_logits", "logits_to_keep"] as const;
+  "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep"] as const;
 
 export class Llama4PreTrainedModel {
   /** Llama4Config for the multimodal layout, Llama4TextConfig for Llama4ForCausalLM checkpoints. */
@@ -68,6 +86,8 @@ export class Llama4PreTrainedModel {
   readonly device = "cpu";
   readonly dtype: DTypeName;
   readonly attn_implementation: AttnImplementation;
+  /** The id or directory it was loaded from. */
+  readonly name_or_path: string;
 
   /** Use `await X.from_pretrained(...)`. */
   constructor(
@@ -76,7 +96,9 @@ export class Llama4PreTrainedModel {
     generationConfig: GenerationConfig,
     dtype: DTypeName,
     attn: AttnImplementation,
+    nameOrPath: string,
   ) {
+    this.name_or_path = nameOrPath;
     this.config = config;
     this.generation_config = generationConfig;
     this.dtype = dtype;
@@ -89,7 +111,14 @@ export class Llama4PreTrainedModel {
   }
 
   static async from_pretrained<T extends Llama4PreTrainedModel>(
-    this: new (engine: NativeModel, config: Llama4Config | Llama4TextConfig, gen: GenerationConfig, dtype: DTypeName, attn: AttnImplementation) => T,
+    this: new (
+      engine: NativeModel,
+      config: Llama4Config | Llama4TextConfig,
+      gen: GenerationConfig,
+      dtype: DTypeName,
+      attn: AttnImplementation,
+      nameOrPath: string,
+    ) => T,
     pathOrId: string,
     options: FromPretrainedOptions = {},
   ): Promise<T> {
@@ -106,7 +135,7 @@ export class Llama4PreTrainedModel {
     const config = llama4ConfigFromJson(readJsonFile(join(dir, "config.json")), join(dir, "config.json"));
     const generationConfig = GenerationConfig.from_dir(dir);
     const engine = await native().loadModel(dir, { dtype });
-    return new this(engine, config, generationConfig, dtype, attn);
+    return new this(engine, config, generationConfig, dtype, attn, pathOrId);
   }
 
   /** Stops the forward/generate calls in flight: they reject with an AbortError, the model stays usable. */
@@ -117,6 +146,68 @@ export class Llama4PreTrainedModel {
   /** An empty KV cache for `batch` rows. */
   new_cache(batch = 1): DynamicCache {
     return new DynamicCache(this.engine.createCache(batch));
+  }
+
+  /** What a trace records about this model. */
+  trace_model_info(): TraceModelInfo {
+    const c = this.text_config;
+    return {
+      name: this.name_or_path,
+      num_hidden_layers: c.num_hidden_layers,
+      num_local_experts: c.num_local_experts,
+      num_experts_per_tok: c.num_experts_per_tok,
+      moe_layers: c.moe_layers,
+      layer_types: c.layer_types,
+      attention_chunk_size: c.attention_chunk_size,
+      num_attention_heads: c.num_attention_heads,
+    };
+  }
+
+  /** KV cache, working memory and process memory after a forward call, for traces. */
+  memory_step(cache: DynamicCache | undefined, out: { scratch_peak_bytes: number }): Omit<MemoryStep, "step"> {
+    return {
+      kv_cache_bytes_by_layer: cache ? cache.native.layerBytes() : new Array(this.text_config.num_hidden_layers).fill(0),
+      scratch_peak_bytes: out.scratch_peak_bytes,
+      rss_bytes: process.memoryUsage().rss,
+    };
+  }
+
+  /** Bytes of the loaded weights by module (embed_tokens, attention, router, experts, ...) and held dtype. */
+  weight_memory(): WeightMemory[] {
+    return this.engine.weightStats();
+  }
+
+  private attentionLayers(request: boolean | number[] | undefined): number[] | undefined {
+    if (request === undefined || request === false) return undefined;
+    if (this.attn_implementation !== "eager") {
+      throw new Error(
+        `output_attentions needs attn_implementation: "eager" (this model was loaded with "${this.attn_implementation}", ` +
+          "which does not materialise attention probabilities), as in transformers",
+      );
+    }
+    const L = this.text_config.num_hidden_layers;
+    const layers = request === true ? Array.from({ length: L }, (_, i) => i) : request;
+    for (const l of layers) {
+      if (!Number.isInteger(l) || l < 0 || l >= L) throw new Error(`output_attentions: layer ${l} does not exist (0..${L - 1})`);
+    }
+    return layers;
+  }
+
+  private expertOverride(mask: ExpertIntervention[]): Int8Array {
+    const { num_hidden_layers: L, num_local_experts: E, moe_layers } = this.text_config;
+    const table = new Int8Array(L * E);
+    for (const item of mask) {
+      if (!moe_layers.includes(item.layer)) {
+        throw new Error(`expert_mask: layer ${item.layer} is not an MoE layer (MoE layers: ${moe_layers.join(", ")})`);
+      }
+      for (const [list, value] of [[item.disable ?? [], -1], [item.force ?? [], 1]] as const) {
+        for (const e of list) {
+          if (!Number.isInteger(e) || e < 0 || e >= E) throw new Error(`expert_mask: expert ${e} does not exist (0..${E - 1})`);
+          table[item.layer * E + e] = value;
+        }
+      }
+    }
+    return table;
   }
 
   /** Runs the decoder; the classes below shape its outputs as their transformers namesakes do. */
@@ -137,6 +228,8 @@ export class Llama4PreTrainedModel {
     if (positions && (positions.rows !== ids.rows || positions.cols !== ids.cols)) {
       throw new Error(`position_ids must have the shape of input_ids [${ids.rows}, ${ids.cols}]`);
     }
+    const attentionLayers = this.attentionLayers(inputs.output_attentions);
+    const expertOverride = inputs.expert_mask ? this.expertOverride(inputs.expert_mask) : undefined;
     const keep = inputs.logits_to_keep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new Error(`logits_to_keep must be a non-negative integer, got ${keep}`);
 
@@ -149,11 +242,16 @@ export class Llama4PreTrainedModel {
       cache: cache?.native,
       outputHiddenStates: !!inputs.output_hidden_states,
       outputRouterLogits: !!inputs.output_router_logits,
+      attentionLayers: attentionLayers ? Int32Array.from(attentionLayers) : undefined,
+      expertOverride,
       logitsToKeep: keep,
     });
     const V = this.text_config.vocab_size;
     const H = this.text_config.hidden_size;
-    const result: Llama4CausalLMOutput = { logits: new Tensor("float32", out.logits, [ids.rows, out.kept, V]) };
+    const result: Llama4CausalLMOutput = {
+      logits: new Tensor("float32", out.logits, [ids.rows, out.kept, V]),
+      scratch_peak_bytes: out.scratchPeakBytes,
+    };
     if (cache) result.past_key_values = cache;
     if (out.hiddenStates) {
       const per = ids.rows * ids.cols * H;
@@ -167,6 +265,24 @@ export class Llama4PreTrainedModel {
       result.router_logits = (out.moeLayers ?? []).map(
         (_, i) => new Tensor("float32", out.routerLogits!.subarray(i * per, (i + 1) * per), [ids.rows * ids.cols, E]),
       );
+      const K = this.text_config.num_experts_per_tok;
+      const perK = ids.rows * ids.cols * K;
+      result.router_experts = (out.moeLayers ?? []).map(
+        (_, i) => new Tensor("int32", out.routerExperts!.subarray(i * perK, (i + 1) * perK), [ids.rows * ids.cols, K]),
+      );
+      result.router_scores = (out.moeLayers ?? []).map(
+        (_, i) => new Tensor("float32", out.routerScores!.subarray(i * perK, (i + 1) * perK), [ids.rows * ids.cols, K]),
+      );
+      result.moe_layers = out.moeLayers;
+    }
+    if (attentionLayers && out.attentions) {
+      const nH = this.text_config.num_attention_heads;
+      const kv = pastLength + ids.cols;
+      const per = ids.rows * nH * ids.cols * kv;
+      result.attentions = attentionLayers.map(
+        (_, i) => new Tensor("float32", out.attentions!.subarray(i * per, (i + 1) * per), [ids.rows, nH, ids.cols, kv]),
+      );
+      result.attention_layers = attentionLayers;
     }
     return result;
   }
@@ -179,9 +295,37 @@ export class Llama4ForCausalLM extends Llama4PreTrainedModel {
   }
 
   /**
+   * Runs the prompt once and records its routing at every MoE layer (and, on request, attention
+   * maps and memory) as a GenerationTrace. Use generate({ output_trace }) to trace generated text too.
+   */
+  async trace(
+    inputs: { input_ids: IdsInput; expert_mask?: ExpertIntervention[]; tokenizer?: { decode(ids: number[]): string } } & TraceOptions,
+  ): Promise<GenerationTrace> {
+    checkOptions("trace", inputs, ["input_ids", "expert_mask", "tokenizer", "attention_layers", "memory"]);
+    const ids = toIdMatrix(inputs.input_ids, "input_ids");
+    if (ids.rows !== 1) throw new Error(`trace: one sequence at a time (input_ids has ${ids.rows} rows)`);
+    const out = await this.forward({
+      input_ids: [Array.from(ids.data)],
+      output_router_logits: true,
+      output_attentions: inputs.attention_layers,
+      expert_mask: inputs.expert_mask,
+      logits_to_keep: 1,
+    });
+    const withMemory = inputs.memory ?? true;
+    const trace = new GenerationTrace(this.trace_model_info(), {
+      weights: withMemory ? this.weight_memory() : undefined,
+      interventions: inputs.expert_mask,
+    });
+    const decode = inputs.tokenizer ? (t: number[]) => inputs.tokenizer!.decode(t) : undefined;
+    trace.append(stepFromOutput(out, Array.from(ids.data), 0, true, decode, withMemory ? this.memory_step(undefined, out) : undefined));
+    return trace;
+  }
+
+  /**
    * transformers' generate(): greedy or sampled decoding with the KV cache. Returns the ids
    * [batch, prompt + new] (a GenerateOutput with return_dict_in_generate).
    */
+  generate(options: GenerateOptions & { output_trace: true | TraceOptions }): Promise<GenerateOutput & { trace: GenerationTrace }>;
   generate(options: GenerateOptions & { return_dict_in_generate: true }): Promise<GenerateOutput>;
   generate(options: GenerateOptions): Promise<Tensor>;
   async generate(options: GenerateOptions): Promise<Tensor | GenerateOutput> {
