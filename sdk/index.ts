@@ -66,4 +66,5 @@ export type {
   WeightMemory,
 } from "./trace";
 export { set_seed, Random } from "./utils/random";
+export { default_model, embedded_model_path, EMBEDDED_MODEL_NAME } from "./embedded";
 export { setNumThreads, getNumThreads, simdKernels } from "./utils/engine";

@@ -1,0 +1,43 @@
+// The llama4-ts command line, run as a user would (compiled package, child process).
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { execFileSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { FIXTURES, modelDir } from "./helpers/fixtures";
+
+const CLI = join(__dirname, "..", "dist", "sdk", "cli.js");
+const golden = JSON.parse(readFileSync(join(FIXTURES, "docs-examples-goldens.json"), "utf8"));
+let dir: string;
+
+beforeAll(() => {
+  // the instruct fixture with its tokenizer beside it, as a checkpoint directory is laid out
+  dir = mkdtempSync(join(tmpdir(), "llama4-cli-"));
+  cpSync(modelDir("tiny-llama4-instruct"), dir, { recursive: true });
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]) cpSync(join(FIXTURES, "llama4-tokenizer", f), join(dir, f));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const run = (args: string[], input?: string) =>
+  execFileSync(process.execPath, [CLI, ...args], { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] });
+
+test("generate streams the greedy continuation transformers produced", () => {
+  const out = run(["generate", golden.pipeline_string.prompt, "--model", dir, "--max-new-tokens", "12"]);
+  expect(out).toBe(golden.pipeline_string.output[0].generated_text + "\n");
+});
+
+test("chat answers each line with the chat template applied", () => {
+  const out = run(["chat", "--model", dir, "--max-new-tokens", "100"], "what is the recipe of mayonnaise?\n\n");
+  const expected = golden.pipeline.output[0].generated_text.at(-1).content;
+  // the first 100 of the pipeline's 200 greedy tokens
+  expect(out.startsWith("> ")).toBe(true);
+  expect(expected.startsWith(out.slice(2).split("\n")[0])).toBe(true);
+  expect(out.slice(2).split("\n")[0].length).toBeGreaterThan(50);
+});
+
+test("bad usage is a clear message and a non-zero exit", () => {
+  expect(() => run(["bogus"])).toThrow(/unknown command "bogus"/);
+  expect(() => run(["generate", "--model", dir])).toThrow(/generate needs a prompt/);
+  expect(() => run(["generate", "x", "--model", join(dir, "nope")])).toThrow(/nope: not a local directory/);
+});
