@@ -67,4 +67,4 @@ export type {
 } from "./trace";
 export { set_seed, Random } from "./utils/random";
 export { default_model, embedded_model_path, EMBEDDED_MODEL_NAME } from "./embedded";
-export { setNumThreads, getNumThreads, simdKernels } from "./utils/engine";
+export { setNumThreads, getNumThreads, simdKernels, cancelAll } from "./utils/engine";

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 
-import { getNumThreads, Llama4ForCausalLM, setNumThreads, simdKernels, torch } from "../sdk";
+import { cancelAll, getNumThreads, Llama4ForCausalLM, setNumThreads, simdKernels, torch } from "../sdk";
 import { maxAbsDiff } from "./helpers/compare";
 import { modelDir } from "./helpers/fixtures";
 import { readGoldens } from "./helpers/safetensors";
@@ -38,6 +38,16 @@ describe("cancellation", () => {
     const step = await model.forward({ input_ids: [[10]], past_key_values: cache });
     const full = await model.forward({ input_ids: [[7, 8, 9, 10]], logits_to_keep: 1 });
     expect(maxAbsDiff(step.logits.data, full.logits.data)).toBeLessThanOrEqual(1e-5);
+  });
+
+  test("cancelAll() reaches every loaded model (the Jupyter interrupt)", async () => {
+    const other = await Llama4ForCausalLM.from_pretrained(F32);
+    const long = [Array.from({ length: 6000 }, (_, i) => 3 + ((i * 7) % 500))];
+    const a = model.forward({ input_ids: long, logits_to_keep: 1 });
+    const b = other.forward({ input_ids: long, logits_to_keep: 1 });
+    setTimeout(() => expect(cancelAll()).toBeGreaterThanOrEqual(2), 20);
+    await expect(a).rejects.toMatchObject({ name: "AbortError" });
+    await expect(b).rejects.toMatchObject({ name: "AbortError" });
   });
 
   test("cancel() does not affect calls started after it", async () => {

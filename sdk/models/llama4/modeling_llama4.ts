@@ -9,6 +9,7 @@ import { HUB_OPTION_KEYS, PretrainedOptions, resolvePretrained } from "../../hub
 import { native, NativeKVCache, NativeModel } from "../../native";
 import { Tensor, toIdMatrix } from "../../tensor";
 import { resolveDType, DTypeName } from "../../torch";
+import { registerModel } from "../../utils/engine";
 import { checkOptions } from "../../utils/options";
 import { GenerationTrace, stepFromOutput, TraceOptions } from "../../trace";
 import type { ExpertIntervention, MemoryStep, TraceModelInfo, WeightMemory } from "../../trace";
@@ -135,7 +136,9 @@ export class Llama4PreTrainedModel {
     const config = llama4ConfigFromJson(readJsonFile(join(dir, "config.json")), join(dir, "config.json"));
     const generationConfig = GenerationConfig.from_dir(dir);
     const engine = await native().loadModel(dir, { dtype });
-    return new this(engine, config, generationConfig, dtype, attn, pathOrId);
+    const model = new this(engine, config, generationConfig, dtype, attn, pathOrId);
+    registerModel(model);
+    return model;
   }
 
   /** Stops the forward/generate calls in flight: they reject with an AbortError, the model stays usable. */
