@@ -220,3 +220,15 @@ describe("bad generate options", () => {
     await expect(model.generate({ input_ids: PROMPT, num_beams: 2 })).rejects.toThrow(/beam search/);
   });
 });
+
+describe("long-context options", () => {
+  test("prefill_chunk_size feeds the prompt in pieces and gives the same tokens", async () => {
+    const prompt = [Array.from({ length: 37 }, (_, i) => 3 + ((i * 13) % 500))];
+    const whole = await model.generate({ input_ids: prompt, max_new_tokens: 10 });
+    const pieces = await model.generate({ input_ids: prompt, max_new_tokens: 10, prefill_chunk_size: 8, cache_implementation: "hybrid" });
+    expect(pieces.tolist()).toEqual(whole.tolist());
+  });
+  test("an unknown cache_implementation", async () => {
+    await expect(model.generate({ input_ids: PROMPT, cache_implementation: "offloaded" })).rejects.toThrow(/cache_implementation "offloaded" is not supported/);
+  });
+});

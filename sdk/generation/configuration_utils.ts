@@ -22,6 +22,10 @@ const DEFAULTS = {
   pad_token_id: null as number | null,
   stop_strings: null as string | string[] | null,
   use_cache: true,
+  /** "dynamic" or "hybrid": the engine's cache is hybrid already (chunked-attention layers keep one chunk). */
+  cache_implementation: null as string | null,
+  /** Feed the prompt through the model this many tokens at a time (bounds prefill memory). */
+  prefill_chunk_size: null as number | null,
   return_dict_in_generate: false,
   output_scores: false,
   output_logits: false,
@@ -79,6 +83,10 @@ export class GenerationConfig {
     posInt("min_length", this.min_length, 0);
     posInt("top_k", this.top_k, 0);
     posInt("num_return_sequences", this.num_return_sequences);
+    posInt("prefill_chunk_size", this.prefill_chunk_size);
+    if (this.cache_implementation !== null && !["dynamic", "hybrid"].includes(this.cache_implementation)) {
+      throw new Error(`generate: cache_implementation "${this.cache_implementation}" is not supported ("dynamic" or "hybrid")`);
+    }
     if (this.num_beams !== 1) throw new Error("generate: beam search (num_beams > 1) is not supported");
     if (!(typeof this.temperature === "number" && this.temperature > 0)) {
       throw new Error(`generate: temperature must be a positive number, got ${JSON.stringify(this.temperature)}`);

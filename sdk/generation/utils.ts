@@ -140,8 +140,21 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
 
   streamer?.put(rows[0].slice());
   const cache = model.new_cache(B);
-  let step = await model.forward({ input_ids: rows, attention_mask: maskRows, position_ids: positions, past_key_values: cache, logits_to_keep: 1, ...traced });
-  record(step, rows[0].slice(), 0, true);
+  // The prompt, in pieces of prefill_chunk_size tokens if asked (only the last piece's logits are used).
+  const piece = config.prefill_chunk_size ?? promptLength;
+  let step!: Awaited<ReturnType<typeof model.forward>>;
+  for (let start = 0; start < promptLength; start += piece) {
+    const end = Math.min(promptLength, start + piece);
+    step = await model.forward({
+      input_ids: rows.map((r) => r.slice(start, end)),
+      attention_mask: maskRows.map((m) => m.slice(0, end)),
+      position_ids: positions.map((p) => p.slice(start, end)),
+      past_key_values: cache,
+      logits_to_keep: 1,
+      ...traced,
+    });
+    record(step, rows[0].slice(start, end), start, true);
+  }
   for (let n = 0; ; n++) {
     const logits = step.logits.data as Float32Array;
     const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
