@@ -1,0 +1,618 @@
+// viz/: every spec checked against numbers worked out by hand on a small trace
+// (fixtures/viz/hand-trace.json), Vega-Lite specs compiled by vega-lite with no warning, Plotly
+// figures validated by plotly.js itself (under jsdom), a PNG render inspected pixel by pixel, and
+// the config-only memory estimator checked on the published Scout / Maverick sizes and on the tiny
+// checkpoints' own safetensors headers.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { closeSync, openSync, readFileSync, readSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import sharp from "sharp";
+import { createRequire } from "node:module";
+
+import type { GenerationTraceData, LayerRouting } from "../sdk/trace";
+import { Llama4ForCausalLM } from "../sdk";
+import {
+  PLOTLY_MIME,
+  VEGALITE_MIME,
+  attentionHeadGrid,
+  attentionHeatmap,
+  attentionHeatmapPlotly,
+  chunkBoundaries,
+  compareRouting,
+  compileVegaLite,
+  describeEstimate,
+  estimateChart,
+  estimateChartData,
+  estimateMemory,
+  expertTransitions,
+  htmlBundle,
+  kvCacheChart,
+  mimeBundle,
+  peakMemoryChart,
+  plotlyStaticSpec,
+  routingEntropy,
+  routingEntropyData,
+  routingEntropyMean,
+  routingHeatmap,
+  routingHeatmapPlotly,
+  routingLoadData,
+  textByExpert,
+  textByExpertHTML,
+  textByExpertLayout,
+  toPNG,
+  toSVG,
+  tokenExpertMap,
+  tokenExpertMapPlotly,
+  transitionHeatmap,
+  transitionHeatmapPlotly,
+  transitionSankey,
+  weightMemoryChart,
+  type PlotlyFigure,
+  type VegaLiteSpec,
+} from "../viz";
+import { FIXTURES, modelDir } from "./helpers/fixtures";
+
+const trace = JSON.parse(readFileSync(join(FIXTURES, "viz", "hand-trace.json"), "utf8")) as GenerationTraceData;
+const config = (name: string) => JSON.parse(readFileSync(join(FIXTURES, "configs", name), "utf8")) as Record<string, unknown>;
+
+// --- helpers ---------------------------------------------------------------------------------
+
+function expectCompiles(spec: VegaLiteSpec): void {
+  expect(spec.$schema).toBe("https://vega.github.io/schema/vega-lite/v5.json");
+  const { warnings } = compileVegaLite(spec);
+  expect(warnings).toEqual([]);
+}
+
+type Row = Record<string, unknown>;
+
+/** The token labels inside a label/calculate expression (the array literal is JSON-compatible). */
+const exprLabels = (expr: string): string[] => JSON.parse(/^(\[.*\])\[/.exec(expr)![1]) as string[];
+const values = (spec: Row): Row[] => (spec.data as { values: Row[] }).values;
+const cell = (rows: Row[], match: Row): Row => {
+  const found = rows.filter((r) => Object.entries(match).every(([k, v]) => r[k] === v));
+  expect(found, JSON.stringify(match)).toHaveLength(1);
+  return found[0];
+};
+
+function softmaxEntropy(logits: number[]): number {
+  const m = Math.max(...logits);
+  const ex = logits.map((l) => Math.exp(l - m));
+  const s = ex.reduce((a, b) => a + b, 0);
+  return -ex.reduce((h, e) => h + (e / s) * Math.log(e / s), 0);
+}
+
+/** Sum of the tensor sizes listed in the safetensors headers of a checkpoint directory. */
+function checkpointParams(dir: string): number {
+  let total = 0;
+  for (const f of readdirSync(dir).filter((n) => n.endsWith(".safetensors") && n.startsWith("model"))) {
+    const fd = openSync(join(dir, f), "r");
+    try {
+      const len = Buffer.alloc(8);
+      readSync(fd, len, 0, 8, 0);
+      const n = Number(len.readBigUInt64LE(0));
+      const header = Buffer.alloc(n);
+      readSync(fd, header, 0, n, 8);
+      for (const [name, entry] of Object.entries(JSON.parse(header.toString("utf8")) as Record<string, { shape: number[] }>)) {
+        if (name !== "__metadata__") total += entry.shape.reduce((a, b) => a * b, 1);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return total;
+}
+
+// Plotly's own schema validation, run inside a jsdom window (plotly.js needs a DOM to load).
+// jsdom ships no type declarations (and @types/jsdom is not installed): the little used here is typed by hand.
+interface JSDOM {
+  window: { close(): void };
+}
+const { JSDOM } = createRequire(__filename)("jsdom") as { JSDOM: new (html: string, options: Record<string, unknown>) => JSDOM };
+let dom: JSDOM;
+let Plotly: { validate(data: unknown, layout: unknown): unknown[] | undefined };
+function plotlyErrors(fig: PlotlyFigure): unknown[] {
+  const inWindow = (dom.window as unknown as { JSON: JSON }).JSON.parse(JSON.stringify(fig)) as PlotlyFigure;
+  return Plotly.validate(inWindow.data, inWindow.layout) ?? [];
+}
+
+beforeAll(() => {
+  dom = new JSDOM("<!doctype html><html><body></body></html>", { pretendToBeVisual: true, runScripts: "outside-only" });
+  const win = dom.window as unknown as Record<string, unknown> & { eval(src: string): unknown; HTMLCanvasElement: { prototype: Record<string, unknown> }; URL: Record<string, unknown> };
+  win.HTMLCanvasElement.prototype.getContext = () => null; // no canvas package: plotly only probes for WebGL
+  win.URL.createObjectURL = () => "";
+  win.TextDecoder = TextDecoder;
+  win.TextEncoder = TextEncoder;
+  win.eval(readFileSync(join(__dirname, "..", "node_modules", "plotly.js-dist-min", "plotly.min.js"), "utf8"));
+  Plotly = win.Plotly as typeof Plotly;
+});
+
+afterAll(() => dom?.window.close());
+
+// --- the fixture itself --------------------------------------------------------------------
+
+test("the hand-made trace is self-consistent: experts are the top-2 router logits, scores their sigmoid", () => {
+  for (const r of trace.routing) {
+    r.router_logits.forEach((row, t) => {
+      const order = [...row.keys()].sort((a, b) => row[b] - row[a]);
+      expect(r.experts[t]).toEqual(order.slice(0, 2));
+      r.experts[t].forEach((e, k) => expect(r.scores[t][k]).toBeCloseTo(1 / (1 + Math.exp(-row[e])), 12));
+    });
+  }
+});
+
+describe("routing", () => {
+  test("load heatmap: counts and fractions per layer and expert, all tokens and prompt vs generated", () => {
+    const spec = routingHeatmap(trace);
+    expectCompiles(spec);
+    const rows = values(spec);
+    // Worked out by hand from the fixture's experts (7 tokens x 2 experts per layer).
+    const expected: Record<number, number[]> = { 1: [5, 4, 2, 3], 3: [3, 2, 6, 3] };
+    expect(rows).toHaveLength(8);
+    for (const [layer, counts] of Object.entries(expected)) {
+      counts.forEach((count, expert) => {
+        const r = cell(rows, { layer: Number(layer), expert });
+        expect(r.count).toBe(count);
+        expect(r.tokens).toBe(7);
+        expect(r.fraction).toBe(count / 7);
+      });
+    }
+    const l1e0 = cell(rows, { layer: 1, expert: 0 });
+    const sig = (x: number) => 1 / (1 + Math.exp(-x));
+    // expert 0 at layer 1: tokens 0, 2, 3, 4, 6 with logits 2, 1, 0.5, 3, 1
+    expect(l1e0.score_sum).toBeCloseTo(sig(2) + sig(1) + sig(0.5) + sig(3) + sig(1), 12);
+
+    const split = routingHeatmap(trace, { split: true, value: "fraction" });
+    expectCompiles(split);
+    const srows = values(split);
+    expect(srows.filter((r) => r.layer === 1 && r.phase === "prompt").map((r) => r.count)).toEqual([4, 2, 2, 2]);
+    expect(srows.filter((r) => r.layer === 1 && r.phase === "generated").map((r) => r.count)).toEqual([1, 2, 0, 1]);
+    expect(cell(srows, { layer: 1, expert: 1, phase: "generated" }).fraction).toBe(1);
+    expect((split.encoding as Row).column).toMatchObject({ field: "phase" });
+
+    // Only the top-1 choice.
+    expect(routingLoadData(trace, { rank: 0, layers: [3] }).map((r) => r.count)).toEqual([2, 1, 3, 1]);
+  });
+
+  test("load heatmap in Plotly: valid figure, z = counts, hover text per cell", () => {
+    const fig = routingHeatmapPlotly(trace);
+    expect(plotlyErrors(fig)).toEqual([]);
+    expect(fig.data[0].z).toEqual([[5, 4, 2, 3], [3, 2, 6, 3]]);
+    expect((fig.data[0].text as string[][])[1][2]).toContain("6 of 7 tokens");
+    const split = routingHeatmapPlotly(trace, { split: true });
+    expect(plotlyErrors(split)).toEqual([]);
+    expect(split.data.map((d) => d.z)).toEqual([[[4, 2, 2, 2], [2, 2, 4, 2]], [[1, 2, 0, 1], [1, 0, 2, 1]]]);
+  });
+
+  test("token x layer map: chosen expert and weight per token, token texts as labels", () => {
+    const spec = tokenExpertMap(trace);
+    expectCompiles(spec);
+    const rows = values(spec);
+    expect(rows).toHaveLength(14);
+    expect(rows.filter((r) => r.layer === 1).map((r) => r.expert)).toEqual([0, 1, 2, 3, 0, 1, 1]);
+    expect(rows.filter((r) => r.layer === 3).map((r) => r.expert)).toEqual([2, 0, 2, 1, 2, 0, 3]);
+    const r = cell(rows, { layer: 3, pos: 6 });
+    expect(r.token).toBe(" mat");
+    expect(r.score).toBeCloseTo(1 / (1 + Math.exp(-3)), 12);
+    expect(r.choices).toBe("3 (0.953), 2 (0.731)");
+    const y = (spec.encoding as { y: { axis: { labelExpr: string } } }).y;
+    expect(exprLabels(y.axis.labelExpr)).toEqual(["The", " cat", " sat", "↵", " on", " the", " mat"]);
+
+    const fig = tokenExpertMapPlotly(trace);
+    expect(plotlyErrors(fig)).toEqual([]);
+    expect(fig.data[0].z).toEqual([[0, 2], [1, 0], [2, 2], [3, 1], [0, 2], [1, 0], [1, 3]]);
+    expect((fig.data[0].text as string[][])[6][1]).toContain("expert 3, weight 0.953");
+    expect((fig.layout.yaxis as Row).ticktext).toEqual(["The", " cat", " sat", "↵", " on", " the", " mat"]);
+  });
+
+  test("text coloured by expert: line layout, Vega-Lite text marks and an HTML rendering", () => {
+    const boxes = textByExpertLayout(trace, { layer: 1 });
+    expect(boxes.map((b) => b.expert)).toEqual([0, 1, 2, 3, 0, 1, 1]);
+    // "The cat sat↵" on line 0, then " on the mat" on line 1.
+    expect(boxes.map((b) => [b.line, b.col, b.len])).toEqual([[0, 0, 3], [0, 3, 4], [0, 7, 4], [0, 11, 1], [1, 0, 3], [1, 3, 4], [1, 7, 4]]);
+    const wrapped = textByExpertLayout(trace, { layer: 1, charsPerLine: 8 });
+    expect(wrapped.map((b) => b.line)).toEqual([0, 0, 1, 1, 2, 2, 3]);
+
+    const spec = textByExpert(trace, { layer: 3 });
+    expectCompiles(spec);
+    const v = values(spec);
+    expect(v.map((r) => r.expert)).toEqual([2, 0, 2, 1, 2, 0, 3]);
+    expect(v.map((r) => r.shown)).toEqual(["The", "\u00a0cat", "\u00a0sat", "↵", "\u00a0on", "\u00a0the", "\u00a0mat"]);
+
+    const html = textByExpertHTML(trace, { layer: 1 });
+    expect(html.match(/<span title=/g)).toHaveLength(7);
+    expect([...html.matchAll(/data-expert="(\d+)"/g)].map((m) => Number(m[1]))).toEqual([0, 1, 2, 3, 0, 1, 1]);
+    expect(html).toContain("position 6 · expert 1 · weight 0.881 · generated");
+    expect(html).not.toMatch(/<script/);
+    const escaped = textByExpertHTML({ ...trace, tokens: trace.tokens.map((t, i) => (i === 0 ? { ...t, text: "<b>&" } : t)) }, { layer: 1 });
+    expect(escaped).toContain("&lt;b&gt;&amp;");
+    expect(htmlBundle(html, "text")).toEqual({ "text/html": html, "text/plain": "text" });
+  });
+
+  test("entropy of softmax(router_logits) per token and layer, and the mean over layers", () => {
+    const rows = routingEntropyData(trace);
+    expect(rows).toHaveLength(14);
+    for (const r of trace.routing) {
+      r.router_logits.forEach((logits, t) => {
+        expect(cell(rows as unknown as Row[], { layer: r.layer, pos: t }).entropy).toBeCloseTo(softmaxEntropy(logits), 12);
+      });
+    }
+    // [0.5, 0, 0.2, 1] by hand: p = e^l / sum
+    const z = Math.exp(0.5) + 1 + Math.exp(0.2) + Math.exp(1);
+    const p = [Math.exp(0.5) / z, 1 / z, Math.exp(0.2) / z, Math.exp(1) / z];
+    expect(rows.find((r) => r.layer === 1 && r.pos === 3)!.entropy).toBeCloseTo(-p.reduce((h, x) => h + x * Math.log(x), 0), 12);
+    // Uniform logits: ln(E) nats, 1 when normalized.
+    const uniform: GenerationTraceData = {
+      ...trace,
+      routing: [{ layer: 1, router_logits: [[0.3, 0.3, 0.3, 0.3]], experts: [[0, 1]], scores: [[0.5, 0.5]] }],
+      tokens: trace.tokens.slice(0, 1),
+    };
+    expect(routingEntropyData(uniform)[0].entropy).toBeCloseTo(Math.log(4), 14);
+    expect(routingEntropyData(uniform, { normalize: true })[0].entropy).toBeCloseTo(1, 14);
+
+    const mean = routingEntropyMean(trace);
+    const h1 = softmaxEntropy(trace.routing[0].router_logits[5]);
+    const h3 = softmaxEntropy(trace.routing[1].router_logits[5]);
+    expect(mean[5].mean).toBeCloseTo((h1 + h3) / 2, 12);
+    expect(mean[5].min).toBeCloseTo(Math.min(h1, h3), 12);
+    expect(mean[5].max).toBeCloseTo(Math.max(h1, h3), 12);
+
+    const meanSpec = routingEntropy(trace);
+    expectCompiles(meanSpec);
+    const ceiling = (meanSpec.layer as Row[])[2];
+    expect(values(ceiling)).toEqual([{ ceiling: Math.log(4) }]);
+    const perLayer = routingEntropy(trace, { mode: "per_layer", normalize: true });
+    expectCompiles(perLayer);
+    expect(cell(values(perLayer), { layer: 3, pos: 0 }).entropy).toBeCloseTo(softmaxEntropy([0, 0, 3, 1]) / Math.log(4), 12);
+  });
+
+  test("transitions between consecutive MoE layers: counts, heatmaps and a Sankey", () => {
+    const [m] = expertTransitions(trace);
+    expect(m.from_layer).toBe(1);
+    expect(m.to_layer).toBe(3);
+    // top-1 pairs by token: 0->2, 1->0, 2->2, 3->1, 0->2, 1->0, 1->3
+    expect(m.counts).toEqual([
+      [0, 0, 2, 0],
+      [2, 0, 0, 1],
+      [0, 0, 1, 0],
+      [0, 1, 0, 0],
+    ]);
+    expect(expertTransitions(trace, { rank: 1 })[0].counts.flat().reduce((a, b) => a + b, 0)).toBe(7);
+
+    const spec = transitionHeatmap(trace);
+    expectCompiles(spec);
+    expect(cell(values(spec), { from: 1, to: 0 }).count).toBe(2);
+    expect(values(spec).reduce((s, r) => s + (r.count as number), 0)).toBe(7);
+
+    const fig = transitionHeatmapPlotly(trace);
+    expect(plotlyErrors(fig)).toEqual([]);
+    expect(fig.data[0].z).toEqual(m.counts);
+
+    const sankey = transitionSankey(trace);
+    expect(plotlyErrors(sankey)).toEqual([]);
+    const { node, link } = sankey.data[0] as { node: { label: string[] }; link: { source: number[]; target: number[]; value: number[] } };
+    const links = link.source.map((s, i) => `${node.label[s]}>${node.label[link.target[i]]}=${link.value[i]}`).sort();
+    expect(links).toEqual(["L1 E0>L3 E2=2", "L1 E1>L3 E0=2", "L1 E1>L3 E3=1", "L1 E2>L3 E2=1", "L1 E3>L3 E1=1"]);
+  });
+
+  test("two traces compared: side by side on one colour scale, and the difference", () => {
+    // B: the first four tokens only (a different prompt length; fractions make them comparable).
+    const b: GenerationTraceData = {
+      ...trace,
+      tokens: trace.tokens.slice(0, 4),
+      routing: trace.routing.map((r) => ({
+        layer: r.layer, router_logits: r.router_logits.slice(0, 4), experts: r.experts.slice(0, 4), scores: r.scores.slice(0, 4),
+      })),
+    };
+    const side = compareRouting(trace, b, { labels: ["long", "short"] });
+    expectCompiles(side);
+    // layer 1 counts: long [5,4,2,3]/7, short (tokens 0..3) [3,2,2,1]/4
+    expect(cell(values(side), { trace: "long", layer: 1, expert: 0 }).fraction).toBe(5 / 7);
+    expect(cell(values(side), { trace: "short", layer: 1, expert: 0 }).fraction).toBe(3 / 4);
+    const diff = compareRouting(trace, b, { mode: "difference" });
+    expectCompiles(diff);
+    expect(cell(values(diff), { layer: 1, expert: 3 }).diff).toBeCloseTo(1 / 4 - 3 / 7, 15);
+    expect(cell(values(diff), { layer: 3, expert: 2 }).diff).toBeCloseTo(3 / 4 - 6 / 7, 15);
+    expect(() => compareRouting(trace, { ...b, model: { ...b.model, num_local_experts: 8 } })).toThrow(/4 and 8 experts/);
+  });
+
+  test("routing of the tiny real model (router_logits of forward) goes through the same functions", async () => {
+    const model = await Llama4ForCausalLM.from_pretrained(modelDir("tiny-llama4-f32"));
+    const ids = [1, 17, 256, 43, 99, 5, 311, 42, 8, 480];
+    const out = await model.forward({ input_ids: [ids], output_router_logits: true });
+    const text = model.config as unknown as { moe_layers: number[]; num_local_experts: number; num_experts_per_tok: number; layer_types: string[] };
+    const E = text.num_local_experts;
+    const k = text.num_experts_per_tok;
+    const routing: LayerRouting[] = out.router_logits!.map((tensor, i) => {
+      const logits = Array.from({ length: tensor.dims[0] }, (_, t) => Array.from(tensor.data.subarray(t * E, (t + 1) * E) as Float32Array));
+      const experts = logits.map((row) => [...row.keys()].sort((a, b) => row[b] - row[a]).slice(0, k));
+      return { layer: text.moe_layers[i], router_logits: logits, experts, scores: experts.map((ex, t) => ex.map((e) => 1 / (1 + Math.exp(-logits[t][e])))) };
+    });
+    const real: GenerationTraceData = {
+      version: 1,
+      model: { name: "tiny-llama4-f32", num_hidden_layers: 4, num_local_experts: E, num_experts_per_tok: k, moe_layers: text.moe_layers,
+        layer_types: text.layer_types, attention_chunk_size: 8, num_attention_heads: 4 },
+      tokens: ids.map((id) => ({ id, text: `#${id}`, is_prompt: true })),
+      routing, attention: [], memory: null, interventions: [],
+    };
+    expect(routing.map((r) => r.layer)).toEqual([1, 3]);
+    const load = routingLoadData(real);
+    for (const r of routing) {
+      const tally = new Array(E).fill(0);
+      for (const ex of r.experts) for (const e of ex) tally[e]++;
+      expect(load.filter((x) => x.layer === r.layer).map((x) => x.count)).toEqual(tally);
+      expect(tally.reduce((a, b) => a + b, 0)).toBe(ids.length * k);
+    }
+    const ent = routingEntropyData(real);
+    expect(ent).toHaveLength(2 * ids.length);
+    ent.forEach((row) => expect(row.entropy).toBeCloseTo(softmaxEntropy(routing.find((r) => r.layer === row.layer)!.router_logits[row.pos]), 10));
+    expectCompiles(routingHeatmap(real));
+    expect(plotlyErrors(tokenExpertMapPlotly(real))).toEqual([]);
+  });
+});
+
+describe("attention", () => {
+  test("a chunked layer's heatmap marks the chunk boundaries and greys the masked cells; a NoPE layer has neither", () => {
+    expect(chunkBoundaries(7, 3)).toEqual([3, 6]);
+    expect(chunkBoundaries(6, 3)).toEqual([3]);
+    expect(chunkBoundaries(7, null)).toEqual([]);
+
+    const chunked = attentionHeatmap(trace, { layer: 0, head: 0 });
+    expectCompiles(chunked);
+    const layers = chunked.layer as Row[];
+    const rules = layers.filter((l) => (l.mark as Row).type === "rule");
+    expect(rules).toHaveLength(2);
+    for (const r of rules) expect(values(r).map((v) => v.pos)).toEqual([3, 6]);
+    expect((chunked.title as Row).text).toMatch(/layer 0 \(chunked attention, RoPE, chunk 3\), head 0/);
+    // 28 causal cells; the chunk mask hides keys before the query's chunk: queries 3..5 keys 0..2, query 6 keys 0..5.
+    const visible = values(layers[0]);
+    expect(visible).toHaveLength(28 - 15);
+    expect(visible.every((c) => (c.k as number) >= Math.floor((c.q as number) / 3) * 3 && (c.k as number) <= (c.q as number))).toBe(true);
+    expect(cell(visible, { q: 4, k: 3 }).p).toBe(0.5); // head 0: uniform over keys 3..4
+    expect(layers[1].name).toBe("masked");
+    expect(values(layers[1]).map(({ k0, k1, q0, q1 }) => ({ k0, k1, q0, q1 }))).toEqual([
+      { k0: 0, k1: 3, q0: 3, q1: 6 },
+      { k0: 0, k1: 6, q0: 6, q1: 7 },
+    ]);
+    // Token texts for the tooltips are computed by Vega from the position.
+    const keyCalc = (layers[0].transform as Row[]).find((x) => x.as === "key")!.calculate as string;
+    expect(keyCalc.endsWith("[datum.k]")).toBe(true);
+    expect(exprLabels(keyCalc)).toEqual(["The", " cat", " sat", "↵", " on", " the", " mat"]);
+
+    const full = attentionHeatmap(trace, { layer: 1, head: 0 });
+    expectCompiles(full);
+    const flayers = full.layer as Row[];
+    expect(flayers).toHaveLength(1);
+    expect(flayers.some((l) => (l.mark as Row).type === "rule")).toBe(false);
+    expect(values(flayers[0])).toHaveLength(28);
+    expect(cell(values(flayers[0]), { q: 6, k: 0 }).p).toBe(1 / 7);
+    expect((full.title as Row).text).toMatch(/layer 1 \(full attention, NoPE\), head 0/);
+
+    const fig = attentionHeatmapPlotly(trace, { layer: 0, head: 1 });
+    expect(plotlyErrors(fig)).toEqual([]);
+    expect((fig.data[0].z as (number | null)[][])[4]).toEqual([null, null, null, 1, 0, null, null]);
+    const shapes = fig.layout.shapes as Row[];
+    expect(shapes.filter((s) => s.type === "line").map((s) => [s.x0, s.y0])).toEqual([[2.5, -0.5], [-0.5, 2.5], [5.5, -0.5], [-0.5, 5.5]]);
+    expect(shapes.filter((s) => s.type === "rect").map((s) => [s.x0, s.x1, s.y0, s.y1])).toEqual([[-0.5, 2.5, 2.5, 5.5], [-0.5, 5.5, 5.5, 6.5]]);
+    expect((fig.data[0].x as string[])[3]).toBe("3: ↵");
+    expect(attentionHeatmapPlotly(trace, { layer: 1, head: 1 }).layout.shapes).toEqual([]);
+    expect(() => attentionHeatmap(trace, { layer: 2, head: 0 })).toThrow(/no attention recorded for layer 2 head 0/);
+  });
+
+  test("head grid: one facet per head, boundary rows per head only on chunked layers", () => {
+    const grid = attentionHeadGrid(trace, { layer: 0 });
+    expectCompiles(grid);
+    const rows = values(grid);
+    expect([...new Set(rows.map((r) => r.head))]).toEqual([0, 1]);
+    expect(rows.filter((r) => r.kind === "boundary").map((r) => [r.head, r.pos])).toEqual([[0, 3], [0, 6], [1, 3], [1, 6]]);
+    expect(rows.filter((r) => r.kind === "mask").map((r) => [r.head, r.q0, r.k1])).toEqual([[0, 3, 3], [0, 6, 6], [1, 3, 3], [1, 6, 6]]);
+    expect(rows.filter((r) => r.kind === "cell")).toHaveLength(2 * 13);
+    expect(cell(rows, { kind: "cell", head: 1, q: 5, k: 3 }).p).toBe(1);
+    const fullGrid = attentionHeadGrid(trace, { layer: 1, columns: 2 });
+    expectCompiles(fullGrid);
+    expect(values(fullGrid).filter((r) => r.kind !== "cell")).toEqual([]);
+    expect(fullGrid.columns).toBe(2);
+  });
+});
+
+describe("memory from a trace", () => {
+  test("weights by module x dtype, KV cache per layer over steps, peaks", () => {
+    const w = weightMemoryChart(trace);
+    expectCompiles(w);
+    expect(values(w)).toEqual([
+      { module: "embed_tokens", dtype: "float32", bytes: 1000000, size: 1 },
+      { module: "attention", dtype: "float32", bytes: 2000000, size: 2 },
+      { module: "experts", dtype: "bfloat16", bytes: 3250000, size: 3.25 },
+      { module: "experts", dtype: "float32", bytes: 500000, size: 0.5 },
+    ]);
+    expect((w.encoding as Row).y).toMatchObject({ title: "MB" });
+
+    for (const mark of ["area", "heatmap"] as const) {
+      const kv = kvCacheChart(trace, { mark });
+      expectCompiles(kv);
+      expect(values(kv)).toHaveLength(12);
+      expect(cell(values(kv), { step: 2, layer: 1 }).bytes).toBe(3500);
+    }
+    const peak = peakMemoryChart(trace.memory!);
+    expectCompiles(peak);
+    const rows = values(peak);
+    expect(rows.filter((r) => r.series === "KV cache").map((r) => r.bytes)).toEqual([8000, 9000, 8000]);
+    expect(rows.filter((r) => r.series === "scratch peak").map((r) => r.bytes)).toEqual([40000, 8000, 8000]);
+    expect(cell(rows, { series: "RSS", step: 2 }).size).toBe(9.15);
+    expect(() => weightMemoryChart({ ...trace, memory: null })).toThrow(/no memory record/);
+  });
+});
+
+describe("memory estimator (config.json only)", () => {
+  const scout = estimateMemory(config("llama4-scout-17b-16e.json"), { contextLength: 131072 });
+  const maverick = estimateMemory(config("llama4-maverick-17b-128e.json"), { contextLength: 131072 });
+
+  test("Scout: ~109B total, ~17B active; Maverick: ~400B total, ~17B active", () => {
+    expect(Math.abs(scout.params.total / 109e9 - 1)).toBeLessThan(0.03);
+    expect(Math.abs(scout.params.active / 17e9 - 1)).toBeLessThan(0.03);
+    expect(Math.abs(maverick.params.total / 400e9 - 1)).toBeLessThan(0.03);
+    expect(Math.abs(maverick.params.active / 17e9 - 1)).toBeLessThan(0.03);
+    expect(scout.layers.moe).toHaveLength(48);
+    expect(maverick.layers.moe).toEqual(Array.from({ length: 24 }, (_, i) => 2 * i + 1));
+    // Parts worked out by hand: routed experts E x 3 x H x I per MoE layer, embeddings V x H.
+    const mod = (e: typeof scout, name: string) => e.modules.find((m) => m.module === name)!.params;
+    expect(mod(scout, "experts")).toBe(48 * 16 * 3 * 5120 * 8192);
+    expect(mod(maverick, "experts")).toBe(24 * 128 * 3 * 5120 * 8192);
+    expect(mod(maverick, "mlp")).toBe(24 * 3 * 5120 * 16384);
+    expect(mod(scout, "embed_tokens")).toBe(202048 * 5120);
+    expect(mod(scout, "attention")).toBe(48 * (2 * 5120 * 40 * 128 + 2 * 5120 * 8 * 128));
+    expect(scout.params.vision).toBeGreaterThan(0.8e9);
+    expect(scout.params.vision).toBeLessThan(0.95e9);
+  });
+
+  test("bytes: bf16 = 2 x params; fp8 and int4 = 1 and 0.5 byte per quantized weight plus their scales", () => {
+    for (const e of [scout, maverick]) {
+      expect(e.weights_bytes.bf16).toBe(2 * e.params.total);
+      expect(e.weights_bytes.fp8 / e.params.total).toBeGreaterThan(1);
+      expect(e.weights_bytes.fp8 / e.params.total).toBeLessThan(1.01);
+      expect(e.weights_bytes.int4 / e.params.total).toBeGreaterThan(0.5 + 2 / 128 - 1e-3);
+      expect(e.weights_bytes.int4 / e.params.total).toBeLessThan(0.53);
+      for (const m of e.modules) expect(m.bytes.bf16).toBe(2 * m.params);
+    }
+    // The router stays bf16 in every mode; routed experts: fp8 = 1 byte + one bf16 scale per row.
+    const r = scout.modules.find((m) => m.module === "router")!;
+    expect(r.bytes.fp8).toBe(r.bytes.bf16);
+    const ex = scout.modules.find((m) => m.module === "experts")!;
+    expect(ex.bytes.fp8).toBe(ex.params + 2 * 48 * 16 * (2 * 8192 + 5120));
+    expect(ex.bytes.int4).toBe(ex.params / 2 + 2 * 48 * 16 * (2 * 8192 * (5120 / 128) + 5120 * (8192 / 128)));
+  });
+
+  test("the parameter count equals the tensors of the tiny checkpoints (safetensors headers)", () => {
+    for (const name of ["tiny-llama4-f32", "tiny-llama4-conditional", "tiny-llama4-instruct", "tiny-llama4-bf16-sharded"]) {
+      const dir = modelDir(name);
+      const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      expect(estimateMemory(cfg).params.total, name).toBe(checkpointParams(dir));
+    }
+  });
+
+  test("KV cache: 2 x layers x kv_heads x head_dim x bytes per token, chunked layers capped at the chunk", () => {
+    const small = {
+      model_type: "llama4_text", vocab_size: 100, hidden_size: 32, num_hidden_layers: 4, num_attention_heads: 4,
+      num_key_value_heads: 2, head_dim: 8, num_local_experts: 2, num_experts_per_tok: 1, intermediate_size: 16,
+      intermediate_size_mlp: 32, interleave_moe_layer_step: 2, attention_chunk_size: 16, no_rope_layer_interval: 2,
+    };
+    // Layers 0, 2 chunked (RoPE), 1, 3 full (NoPE). 2 x 2 heads x 8 dims x 2 bytes = 64 bytes per token per layer.
+    const e = estimateMemory(small, { contextLength: 100 });
+    expect(e.kv_cache.bytes_per_token_per_layer).toBe(64);
+    expect([e.kv_cache.chunked_layers, e.kv_cache.full_layers]).toEqual([2, 2]);
+    expect(e.kv_cache.bytes).toBe(2 * 100 * 64 + 2 * 16 * 64);
+    expect(estimateMemory(small, { contextLength: 10, kvDtype: "fp8" }).kv_cache.bytes).toBe(4 * 10 * 32);
+    expect(estimateMemory(small, { contextLength: 100, batchSize: 3, kvDtype: "float32" }).kv_cache.bytes).toBe(3 * (2 * 100 * 128 + 2 * 16 * 128));
+    expect(estimateMemory({ ...small, attention_chunk_size: null }, { contextLength: 100 }).kv_cache.bytes).toBe(4 * 100 * 64);
+    // Scout at 128k, bf16: 12 NoPE layers hold 131072 positions, 36 chunked layers 8192; 2 x 8 x 128 x 2 = 4096 bytes each.
+    expect(scout.kv_cache.bytes).toBe(4096 * (12 * 131072 + 36 * 8192));
+    // Parameters of the small config by hand: embed 3200, attention 4 x (2x32x32 + 2x32x16) = 12288,
+    // MoE layers 1, 3: router 2x32, experts 2x3x32x16, shared 3x32x16; dense 0, 2: 3x32x32; norms 9x32; lm_head 3200.
+    expect(e.params.total).toBe(3200 + 12288 + 2 * (64 + 3072 + 1536) + 2 * 3072 + 288 + 3200);
+    expect(e.params.active).toBe(3200 + 12288 + 2 * (64 + 1536 + 1536) + 2 * 3072 + 288 + 3200);
+    expect(() => estimateMemory({ hidden_size: 8 })).toThrow(/"vocab_size" is missing/);
+  });
+
+  test("chart of estimates for a list of configs", () => {
+    const spec = estimateChart([scout, maverick]);
+    expectCompiles(spec);
+    const rows = estimateChartData([scout, maverick]);
+    for (const e of [scout, maverick]) {
+      for (const d of ["bf16", "fp8", "int4"] as const) {
+        const sum = rows.filter((r) => r.config === e.name && r.dtype === d).reduce((s, r) => s + r.bytes, 0);
+        expect(sum).toBe(e.total_bytes[d]);
+      }
+    }
+    expect(values(spec)).toEqual(rows);
+    expect(describeEstimate(scout)).toMatch(/^meta-llama\/Llama-4-Scout-17B-16E: 108\.6B parameters \(17\.2B active/);
+  });
+});
+
+describe("static render and display bundles", () => {
+  test("PNG of the load heatmap: expected size, the viridis colours of the cells, text drawn", async () => {
+    const spec = routingHeatmap(trace);
+    const svg = await toSVG(spec);
+    const w = Number(/width="(\d+(?:\.\d+)?)"/.exec(svg)![1]);
+    const h = Number(/height="(\d+(?:\.\d+)?)"/.exec(svg)![1]);
+    const png = await toPNG(spec, { scale: 2 });
+    const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([Math.ceil(w * 2), Math.ceil(h * 2)]);
+    const colours = new Map<number, number>();
+    for (let i = 0; i < data.length; i += 3) {
+      const c = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+      colours.set(c, (colours.get(c) ?? 0) + 1);
+    }
+    const solid = [...colours.values()].filter((n) => n >= 100).length;
+    expect(solid).toBeGreaterThanOrEqual(6);
+    // The busiest cell (layer 3, expert 2: 6 tokens = the domain's max) is viridis' last colour #fde725:
+    // a 22 x 16 cell at scale 2, less its antialiased edges.
+    expect(colours.get(0xfde725) ?? 0).toBeGreaterThan(20 * 14 * 4 * 0.8);
+    // Text (title, axis labels) is drawn: dark pixels in the top title band.
+    let dark = 0;
+    for (let y = 0; y < 20 * 2; y++) {
+      for (let x = 0; x < info.width; x++) {
+        const i = (y * info.width + x) * 3;
+        if (data[i] + data[i + 1] + data[i + 2] < 200) dark++;
+      }
+    }
+    expect(dark).toBeGreaterThan(200);
+  });
+
+  test("Vega-Lite bundle: the spec, an inline-SVG text/html, a PNG", async () => {
+    const spec = routingHeatmap(trace);
+    const bundle = await mimeBundle(spec);
+    expect(bundle[VEGALITE_MIME]).toBe(spec);
+    expect(bundle["text/plain"]).toBe("<Vega-Lite chart: Expert load per MoE layer (top-2) — hand-made>");
+    expect(bundle["text/html"]).toMatch(/^<div class="llama4-viz"[^>]*><svg /);
+    expect(bundle["text/html"]).not.toMatch(/<script/);
+    const png = Buffer.from(bundle["image/png"] as string, "base64");
+    expect(png.subarray(1, 4).toString()).toBe("PNG");
+    expect(Object.keys(await mimeBundle(spec, { png: false, html: false }))).toEqual([VEGALITE_MIME, "text/plain"]);
+  });
+
+  test("Plotly bundle: {data, layout}; heatmaps get a static fallback with the same z, a Sankey a table", async () => {
+    const fig = routingHeatmapPlotly(trace);
+    const fallback = plotlyStaticSpec(fig);
+    expectCompiles(fallback);
+    expect(values(fallback).map((r) => r.z)).toEqual([5, 4, 2, 3, 3, 2, 6, 3]);
+    const bundle = await mimeBundle(fig);
+    expect(bundle[PLOTLY_MIME]).toEqual({ data: fig.data, layout: fig.layout });
+    expect(bundle["text/html"]).toMatch(/<svg /);
+    expect(typeof bundle["image/png"]).toBe("string");
+    expectCompiles(plotlyStaticSpec(tokenExpertMapPlotly(trace)));
+    expectCompiles(plotlyStaticSpec(routingHeatmapPlotly(trace, { split: true })));
+    const att = plotlyStaticSpec(attentionHeatmapPlotly(trace, { layer: 0, head: 0 }));
+    expectCompiles(att);
+    expect(values(att)).toHaveLength(13); // masked and future keys are gaps
+    expect(exprLabels(((att.encoding as Row).x as { axis: { labelExpr: string } }).axis.labelExpr)[3]).toBe("↵");
+
+    const sankey = await mimeBundle(transitionSankey(trace));
+    expect(sankey["image/png"]).toBeUndefined();
+    expect((sankey["text/html"] as string).match(/<tr><td>/g)).toHaveLength(5);
+    expect(() => plotlyStaticSpec(transitionSankey(trace))).toThrow(/no static rendering for Plotly "sankey"/);
+  });
+
+  test("token texts with quotes, backslashes, markup, emoji and U+2028 survive into the labels", async () => {
+    const odd = ['"q"', "a\\b", "it's", "<b>", "😀", "\u2028x", "é"];
+    const t: GenerationTraceData = { ...trace, tokens: trace.tokens.map((tok, i) => ({ ...tok, text: odd[i] })) };
+    for (const spec of [tokenExpertMap(t), routingEntropy(t), attentionHeatmap(t, { layer: 1, head: 0 }), textByExpert(t, { layer: 1 })]) {
+      expectCompiles(spec);
+      const svg = await toSVG(spec);
+      expect(svg).toContain("&lt;b&gt;");
+      expect(svg).toContain("😀");
+    }
+  });
+
+  test("every Vega-Lite spec renders to SVG headlessly", async () => {
+    const specs = [
+      routingHeatmap(trace, { split: true }), tokenExpertMap(trace), textByExpert(trace, { layer: 1 }), routingEntropy(trace),
+      routingEntropy(trace, { mode: "per_layer" }), transitionHeatmap(trace), compareRouting(trace, trace, { mode: "difference" }),
+      attentionHeatmap(trace, { layer: 0, head: 1 }), attentionHeadGrid(trace, { layer: 0 }), weightMemoryChart(trace),
+      kvCacheChart(trace), peakMemoryChart(trace), estimateChart([estimateMemory(config("llama4-scout-17b-16e.json"))]),
+    ];
+    for (const spec of specs) {
+      const svg = await toSVG(spec);
+      expect(svg.startsWith("<svg")).toBe(true);
+      expect(svg.length).toBeGreaterThan(1000);
+    }
+  });
+});

@@ -1,0 +1,75 @@
+// viz/: routing, attention and memory of a Llama 4 trace (sdk/trace.ts) as Vega-Lite and Plotly
+// specs built by pure functions, a memory estimator from config.json alone, static SVG/PNG
+// rendering, and Jupyter display bundles.
+export { VEGA_LITE_SCHEMA, displayToken, entropy, expertColors, softmax, tokenLabels } from "./common";
+export type { PlotlyFigure, VegaLiteSpec } from "./common";
+
+export {
+  compareRouting,
+  compareRoutingData,
+  discreteColorscale,
+  expertTransitions,
+  routingEntropy,
+  routingEntropyData,
+  routingEntropyMean,
+  routingHeatmap,
+  routingHeatmapPlotly,
+  routingLoadData,
+  textByExpert,
+  textByExpertHTML,
+  textByExpertLayout,
+  tokenExpertData,
+  tokenExpertMap,
+  tokenExpertMapPlotly,
+  transitionHeatmap,
+  transitionHeatmapPlotly,
+  transitionSankey,
+} from "./routing";
+export type {
+  CompareOptions,
+  CompareRow,
+  EntropyMeanRow,
+  EntropyOptions,
+  EntropyRow,
+  LoadOptions,
+  LoadRow,
+  Phase,
+  TextByExpertOptions,
+  TextTokenBox,
+  TokenExpertOptions,
+  TokenExpertRow,
+  TransitionMatrix,
+  TransitionOptions,
+} from "./routing";
+
+export {
+  attentionCells,
+  attentionHeadGrid,
+  attentionHeatmap,
+  attentionHeatmapPlotly,
+  attentionMapOf,
+  chunkBoundaries,
+  layerKind,
+  maskedBlocks,
+} from "./attention";
+export type { AttentionCell, AttentionOptions, LayerKind } from "./attention";
+
+export { kvCacheChart, kvCacheData, peakMemoryChart, peakMemoryData, weightMemoryChart, weightMemoryData } from "./memory";
+export type { KVRow, PeakRow, WeightRow } from "./memory";
+
+export {
+  INT4_GROUP,
+  QUANTIZATION_ASSUMPTIONS,
+  WEIGHT_DTYPES,
+  describeEstimate,
+  estimateChart,
+  estimateChartData,
+  estimateMemory,
+} from "./estimate";
+export type { EstimateOptions, EstimateRow, KVCacheEstimate, KVDType, MemoryEstimate, ModuleEstimate, WeightDType } from "./estimate";
+
+export { compileVegaLite, plotlyStaticSpec, svgToPNG, toPNG, toSVG, vegaView } from "./render";
+export type { CompiledVega, RenderOptions } from "./render";
+
+export { PLOTLY_MIME, VEGALITE_MIME, htmlBundle, mimeBundle } from "./bundle";
+export type { BundleOptions, MimeBundle } from "./bundle";
