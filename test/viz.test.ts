@@ -557,13 +557,15 @@ describe("static render and display bundles", () => {
     expect(dark).toBeGreaterThan(200);
   });
 
-  test("Vega-Lite bundle: the spec, an inline-SVG text/html, a PNG", async () => {
+  test("Vega-Lite bundle: the spec and a PNG, no text/html (JupyterLab would prefer it to the chart)", async () => {
     const spec = routingHeatmap(trace);
     const bundle = await mimeBundle(spec);
     expect(bundle[VEGALITE_MIME]).toBe(spec);
     expect(bundle["text/plain"]).toBe("<Vega-Lite chart: Expert load per MoE layer (top-2) — hand-made>");
-    expect(bundle["text/html"]).toMatch(/^<div class="llama4-viz"[^>]*><svg /);
-    expect(bundle["text/html"]).not.toMatch(/<script/);
+    expect(bundle["text/html"]).toBeUndefined();
+    const withHtml = await mimeBundle(spec, { html: true, png: false });
+    expect(withHtml["text/html"]).toMatch(/^<div class="llama4-viz"[^>]*><svg /);
+    expect(withHtml["text/html"]).not.toMatch(/<script/);
     const png = Buffer.from(bundle["image/png"] as string, "base64");
     expect(png.subarray(1, 4).toString()).toBe("PNG");
     expect(Object.keys(await mimeBundle(spec, { png: false, html: false }))).toEqual([VEGALITE_MIME, "text/plain"]);

@@ -1,8 +1,10 @@
 // Jupyter display bundles (mime type -> data) for the specs, built in one place so the kernel
 // integration only sends them. JupyterLab shows the richest type it has a renderer for: Vega-Lite
 // natively, Plotly with the jupyterlab-plotly extension; without one (and on GitHub / nbviewer,
-// which keep every type of the bundle) the static fallbacks show: an inline SVG in text/html
-// (no script, so it works in untrusted notebooks) and a PNG.
+// which keep every type of the bundle) the static fallbacks show: a PNG, and for Plotly an inline
+// SVG in text/html (no script, so it works in untrusted notebooks). Vega-Lite bundles carry no
+// text/html by default: JupyterLab 4 ranks text/html above its Vega renderer and would show the
+// static picture instead of the interactive chart.
 import { PlotlyFigure, VegaLiteSpec, escapeHtml, isPlotlyFigure, isVegaLiteSpec } from "./common";
 import { plotlyStaticSpec, svgToPNG, toSVG } from "./render";
 
@@ -14,7 +16,7 @@ export type MimeBundle = Record<string, unknown>;
 export interface BundleOptions {
   /** Include an image/png fallback (default true). */
   png?: boolean;
-  /** Include the inline-SVG text/html fallback (default true). */
+  /** Include the inline-SVG text/html fallback (default: Plotly yes, Vega-Lite no, see above). */
   html?: boolean;
   /** PNG pixels per SVG unit (default 2, or 1 for a chart over 1200 units wide or tall). */
   scale?: number;
@@ -38,8 +40,8 @@ function htmlWrap(svg: string): string {
 
 /**
  * The display bundle of a spec: a Vega-Lite spec gives application/vnd.vegalite.v5+json, a Plotly
- * figure application/vnd.plotly.v1+json ({data, layout}); both with text/plain, and where a static
- * rendering exists text/html (inline SVG) and image/png (base64). A Plotly Sankey has no static
+ * figure application/vnd.plotly.v1+json ({data, layout}); both with text/plain and, where a static
+ * rendering exists, image/png (base64), plus text/html (inline SVG) for Plotly. A Plotly Sankey has no static
  * rendering: its text/html is a table of its links instead and there is no PNG.
  */
 export async function mimeBundle(spec: VegaLiteSpec | PlotlyFigure, options: BundleOptions = {}): Promise<MimeBundle> {
@@ -54,7 +56,8 @@ export async function mimeBundle(spec: VegaLiteSpec | PlotlyFigure, options: Bun
   } else {
     throw new Error("mimeBundle: expected a Vega-Lite spec or a Plotly figure {data, layout}");
   }
-  if (options.html === false && options.png === false) return bundle;
+  const html = options.html ?? !isVegaLiteSpec(spec);
+  if (!html && options.png === false) return bundle;
 
   let svg: string | null = null;
   if (isVegaLiteSpec(spec)) {
@@ -67,10 +70,10 @@ export async function mimeBundle(spec: VegaLiteSpec | PlotlyFigure, options: Bun
       staticSpec = null;
     }
     if (staticSpec) svg = await toSVG(staticSpec);
-    else if (options.html !== false) bundle["text/html"] = plotlyTableFallback(spec, title);
+    else if (html) bundle["text/html"] = plotlyTableFallback(spec, title);
   }
   if (svg !== null) {
-    if (options.html !== false && svg.length <= (options.maxInlineSvg ?? 2_000_000)) bundle["text/html"] = htmlWrap(svg);
+    if (html && svg.length <= (options.maxInlineSvg ?? 2_000_000)) bundle["text/html"] = htmlWrap(svg);
     if (options.png !== false) bundle["image/png"] = (await svgToPNG(svg, options.scale ?? defaultScale(svg))).toString("base64");
   }
   return bundle;

@@ -16,30 +16,3 @@ export function simdKernels(): string {
   return native().simd();
 }
 
-/** Anything with a cancel(): every model from_pretrained loads registers itself here. */
-interface Cancellable {
-  cancel(): void;
-}
-const liveModels = new Set<WeakRef<Cancellable>>();
-
-/** Called by from_pretrained. Weak references: a registered model can still be garbage-collected. */
-export function registerModel(model: Cancellable): void {
-  liveModels.add(new WeakRef(model));
-}
-
-/**
- * Cancels the forward/generate calls in flight on every loaded model (they reject with an
- * AbortError; the models stay usable). The Jupyter kernel calls this on an interrupt.
- */
-export function cancelAll(): number {
-  let n = 0;
-  for (const ref of liveModels) {
-    const model = ref.deref();
-    if (!model) liveModels.delete(ref);
-    else {
-      model.cancel();
-      n++;
-    }
-  }
-  return n;
-}

@@ -9,7 +9,7 @@ import { HUB_OPTION_KEYS, PretrainedOptions, resolvePretrained } from "../../hub
 import { native, NativeKVCache, NativeModel } from "../../native";
 import { Tensor, toIdMatrix } from "../../tensor";
 import { resolveDType, DTypeName } from "../../torch";
-import { registerModel } from "../../utils/engine";
+import { registerCancellable } from "../../utils/cancellation";
 import { checkOptions } from "../../utils/options";
 import { GenerationTrace, stepFromOutput, TraceOptions } from "../../trace";
 import type { ExpertIntervention, MemoryStep, TraceModelInfo, WeightMemory } from "../../trace";
@@ -137,7 +137,7 @@ export class Llama4PreTrainedModel {
     const generationConfig = GenerationConfig.from_dir(dir);
     const engine = await native().loadModel(dir, { dtype });
     const model = new this(engine, config, generationConfig, dtype, attn, pathOrId);
-    registerModel(model);
+    registerCancellable(model); // so cancelAll() (a Jupyter interrupt) reaches it
     return model;
   }
 
