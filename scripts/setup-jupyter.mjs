@@ -85,7 +85,8 @@ if (!upToDate) {
 }
 
 // 2. The forwarding package on the kernel's NODE_PATH: .venv/node_modules/llama4-ts/ with
-//    package.json, kernel.{js,d.ts} (the `llama4-ts/kernel` entry) and symlinks dist/ and
+//    package.json, one <name>.{js,d.ts} per subpath of package.json "exports" (`llama4-ts/kernel`,
+//    `llama4-ts/viz`: tslab's TypeScript resolves like Node 10 and ignores "exports"), and symlinks dist/ and
 //    node_modules/ into this checkout. Everything stays under one package folder so TypeScript
 //    sees the SDK's declarations as a package (and names their types "llama4-ts/..."), and Node
 //    follows the symlinks to the checkout's files (the same module instances the kernel uses).
@@ -121,8 +122,13 @@ changed = writeIfChanged(join(shim, "package.json"), JSON.stringify({
   main: "dist/sdk/index.js",
   types: "dist/sdk/index.d.ts",
 }, null, 2) + "\n") || changed;
-changed = writeIfChanged(join(shim, "kernel.js"), `${note}module.exports = require("./dist/kernel/index.js");\n`) || changed;
-changed = writeIfChanged(join(shim, "kernel.d.ts"), `${note}export * from "./dist/kernel/index";\n`) || changed;
+for (const [subpath, entry] of Object.entries(pkg.exports)) {
+  if (subpath === ".") continue;
+  const name = subpath.slice(2); // "./viz" -> "viz"
+  const target = entry.default.replace(/^\.\//, "./").replace(/\.js$/, "");
+  changed = writeIfChanged(join(shim, `${name}.js`), `${note}module.exports = require("${target}.js");\n`) || changed;
+  changed = writeIfChanged(join(shim, `${name}.d.ts`), `${note}export * from "${target}";\n`) || changed;
+}
 for (const f of ["index.js", "index.d.ts"]) rmSync(join(shim, f), { force: true }); // earlier layout
 changed = linkIfChanged(join(shim, "dist"), join(root, "dist")) || changed;
 changed = linkIfChanged(join(shim, "node_modules"), join(root, "node_modules")) || changed;
