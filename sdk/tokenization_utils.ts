@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Environment, Interpreter, parse as parseJinja, tokenize as lexJinja } from "@huggingface/jinja";
 import { Tokenizer as BackendTokenizer } from "@huggingface/tokenizers";
 
+import { readJsonFile } from "./configuration_utils";
 import { HUB_OPTION_KEYS, resolvePretrained, type PretrainedOptions } from "./hub";
 import { Tensor } from "./tensor";
 import { checkOptions, closestName, describe, unknownOptionMessage } from "./utils/options";
@@ -339,25 +340,6 @@ function normalizeConversation(conversation: unknown, where: string): Record<str
 
 const CONTINUE_FINAL_MESSAGE_TAG = "CONTINUE_FINAL_MESSAGE_TAG ";
 
-// ---------------------------------------------------------------------------------------------
-// Files
-// ---------------------------------------------------------------------------------------------
-
-function readJson(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new Error(`${path}: cannot read (${(err as Error).message})`);
-  }
-  try {
-    const value = JSON.parse(text);
-    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not a JSON object");
-    return value as Record<string, unknown>;
-  } catch (err) {
-    throw new Error(`${path}: invalid JSON (${(err as Error).message})`);
-  }
-}
 
 /** A special-token entry of tokenizer_config.json: a string or a serialized AddedToken. */
 function tokenContent(value: unknown): string | null {
@@ -500,21 +482,21 @@ export class PreTrainedTokenizer extends CallableInstance {
     const dir = await resolvePretrained(pathOrId, TOKENIZER_FILES, options);
     const file = (name: string) => join(dir, name);
     if (!existsSync(file("tokenizer.json"))) throw new Error(`${dir}: missing tokenizer.json`);
-    const config: Record<string, unknown> = existsSync(file("tokenizer_config.json")) ? readJson(file("tokenizer_config.json")) : {};
+    const config: Record<string, unknown> = existsSync(file("tokenizer_config.json")) ? readJsonFile(file("tokenizer_config.json")) : {};
     if (existsSync(file("special_tokens_map.json"))) {
-      const map = readJson(file("special_tokens_map.json"));
+      const map = readJsonFile(file("special_tokens_map.json"));
       for (const [key, value] of Object.entries(map)) if (config[key] === undefined) config[key] = value;
     }
     if (existsSync(file("chat_template.jinja"))) {
       config.chat_template = readFileSync(file("chat_template.jinja"), "utf8");
     } else if (existsSync(file("chat_template.json"))) {
-      config.chat_template = readJson(file("chat_template.json")).chat_template;
+      config.chat_template = readJsonFile(file("chat_template.json")).chat_template;
     }
     for (const key of INIT_KEYS) {
       const value = (options as Record<string, unknown>)[key];
       if (value !== undefined) config[key] = value;
     }
-    const json = readJson(file("tokenizer.json"));
+    const json = readJsonFile(file("tokenizer.json"));
     return new this(json, config, pathOrId);
   }
 
