@@ -1,6 +1,7 @@
 // Llama4ForCausalLM / Llama4ForConditionalGeneration over the native engine, named and shaped as
 // in transformers' modeling_llama4.py (snake_case options, async where Python blocks).
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
 
 import { readJsonFile } from "../../configuration_utils";
 import { GenerationConfig } from "../../generation/configuration_utils";
@@ -155,7 +156,8 @@ export class Llama4PreTrainedModel {
   trace_model_info(): TraceModelInfo {
     const c = this.text_config;
     return {
-      name: this.name_or_path,
+      // A local checkpoint is named by its folder: titles stay short and carry no machine paths.
+      name: existsSync(this.name_or_path) ? basename(resolve(this.name_or_path)) : this.name_or_path,
       num_hidden_layers: c.num_hidden_layers,
       num_local_experts: c.num_local_experts,
       num_experts_per_tok: c.num_experts_per_tok,
