@@ -307,7 +307,7 @@ def main(argv=None):
     log(f"sparse vs dense MoE: max |logit diff| {diff:.2e}")
     assert diff < 1e-3, diff
 
-    res = {"model": os.path.abspath(args.model), "seed": seed, "seq_len": args.seq_len, "params": common.count_params(model)}
+    res = {"model": os.path.relpath(os.path.abspath(args.model), os.path.dirname(HERE)), "seed": seed, "seq_len": args.seq_len, "params": common.count_params(model)}
     log("trained model ...")
     cap = common.RouterCapture(model)
     ppl_trained, routes_trained = perplexities(model, sets, args.batch, cap)
