@@ -220,9 +220,11 @@ def card_context(res: dict, config, info: dict, model_dir: str) -> dict:
     hist_rows = ["| step | minutes | tokens | val loss | val ppl |", "| ---: | ---: | ---: | ---: | ---: |"]
     for h in hist:
         hist_rows.append(f"| {h['step']} | {h['minutes']} | {h['tokens']:,} | {h['val_loss']} | {h['val_ppl']} |")
-    size = sum(os.path.getsize(os.path.join(model_dir, f)) for f in os.listdir(model_dir)
-               if f in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-                        "tokenizer_config.json", "chat_template.jinja"))
+    weights = sum(os.path.getsize(os.path.join(model_dir, f)) for f in os.listdir(model_dir)
+                  if f.startswith("model") and f.endswith(".safetensors"))
+    size = weights + sum(os.path.getsize(os.path.join(model_dir, f)) for f in os.listdir(model_dir)
+                         if f in ("model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.json",
+                                  "tokenizer_config.json", "chat_template.jinja"))
     return {
         "PPL_TABLE": ppl_table,
         "MI_TABLE": "\n".join(mi_rows),
@@ -232,7 +234,7 @@ def card_context(res: dict, config, info: dict, model_dir: str) -> dict:
         "PARAMS_TOTAL": f"{params['total']:,}",
         "PARAMS_ACTIVE": f"{params['active_per_token']:,}",
         "PARAMS_EMBED": f"{params['embedding']:,}",
-        "WEIGHTS_MB": f"{os.path.getsize(os.path.join(model_dir, 'model.safetensors')) / 1e6:.1f}",
+        "WEIGHTS_MB": f"{weights / 1e6:.1f}",
         "FOLDER_MB": f"{size / 1e6:.1f}",
         "SAVED_DTYPE": info.get("saved_dtype", "bfloat16"),
         "PRECISION": ("float32 weights and optimizer, forward pass under bfloat16 autocast" if info.get("amp_bf16", True)
