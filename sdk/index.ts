@@ -33,6 +33,12 @@ export { EosTokenCriteria, MaxLengthCriteria, StopStringCriteria } from "./gener
 export type { StoppingCriteria } from "./generation/stopping_criteria";
 export { AsyncTextIteratorStreamer, TextStreamer } from "./generation/streamers";
 export type { BaseStreamer } from "./generation/streamers";
+export { AutoProcessor } from "./models/auto/processing_auto";
+export { BatchFeature, Llama4Processor } from "./models/llama4/processing_llama4";
+export type { ProcessorCallOptions, ProcessorChatTemplateOptions, ProcessorFromPretrainedOptions } from "./models/llama4/processing_llama4";
+export { Llama4ImageProcessor, Llama4ImageProcessorFast } from "./models/llama4/image_processing_llama4";
+export { load_image, RawImage } from "./image_utils";
+export type { ImageInput, LoadImageOptions } from "./image_utils";
 export { AutoTokenizer, PreTrainedTokenizer, PreTrainedTokenizerFast, TokenizersBackend, BatchEncoding } from "./tokenization_utils";
 export type {
   TokenizerCallOptions,
@@ -47,7 +53,9 @@ export type {
   Side,
 } from "./tokenization_utils";
 export { pipeline, SUPPORTED_TASKS } from "./pipelines";
-export type { PipelineOptions, CallableTextGenerationPipeline } from "./pipelines";
+export type { PipelineOptions, CallableTextGenerationPipeline, CallableImageTextToTextPipeline } from "./pipelines";
+export { ImageTextToTextPipeline } from "./pipelines/image_text_to_text";
+export type { ImageTextToTextInput, ImageTextToTextOptions, ImageTextToTextRecord } from "./pipelines/image_text_to_text";
 export { TextGenerationPipeline } from "./pipelines/text_generation";
 export type { TextGenerationOptions, GeneratedRecord, TextGenerationInput } from "./pipelines/text_generation";
 export { HubError } from "./hub/errors";

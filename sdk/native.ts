@@ -13,6 +13,12 @@ export interface NativeForwardRequest {
   inputIds: Int32Array;
   batch: number;
   seqLen: number;
+  /**
+   * [image tokens, text hidden] rows (from encodeImages) that replace, in order, the embeddings at the
+   * positions where inputIds == image_token_id (batch-major, then sequence order); the row count must
+   * equal the number of those positions. Without it image token ids are embedded like any token.
+   */
+  imageFeatures?: Float32Array;
   attentionMask?: Int32Array;
   positionIds?: Int32Array;
   cache?: NativeKVCache;
@@ -39,12 +45,51 @@ export interface NativeForwardResult {
   scratchPeakBytes: number;
 }
 
+export interface NativeEncodeImagesRequest {
+  /** [tiles, channels, height, width], normalised as Llama4ImageProcessor makes them. */
+  pixelValues: Float32Array;
+  tiles: number;
+  /** Must equal the vision config's image_size, as must width. */
+  height: number;
+  width: number;
+  outputVisionFeatures?: boolean;
+  outputHiddenStates?: boolean;
+}
+
+export interface NativeEncodeImagesResult {
+  /** [tiles * tokensPerTile, text hidden]: the multimodal projector's output, ready for forward's imageFeatures. */
+  imageFeatures: Float32Array;
+  tokensPerTile: number;
+  /** [tiles, tokensPerTile, vision_output_dim]: the vision model's output (after the pixel-shuffle adapter). */
+  visionFeatures?: Float32Array;
+  /** [vision layers + 1, tiles, patches + 1, vision hidden]: the encoder's input, then each layer's output. */
+  hiddenStates?: Float32Array;
+}
+
+/** The vision tower as the engine read it from config.json. */
+export interface NativeVisionInfo {
+  /** False when the vision config is inconsistent; `reason` names the config keys. The text path works either way. */
+  usable: boolean;
+  reason?: string;
+  /** Llama4Config.image_token_index: the <|patch|> id whose positions take image features. */
+  imageTokenId: number;
+  imageSize: number;
+  patchSize: number;
+  numChannels: number;
+  pixelShuffleRatio: number;
+  /** Image tokens per tile ((image_size / patch_size * pixel_shuffle_ratio)^2); present when usable. */
+  tokensPerTile?: number;
+}
+
 export interface NativeModel {
   forward(request: NativeForwardRequest): Promise<NativeForwardResult>;
+  /** Runs the vision tower and the multimodal projector over image tiles. */
+  encodeImages(request: NativeEncodeImagesRequest): Promise<NativeEncodeImagesResult>;
   createCache(batch: number): NativeKVCache;
   cancel(): void;
   config(): string;
-  info(): { layout: string; mappedBytes: number; convertedBytes: number };
+  /** `vision` is null for a text-only checkpoint (config.json without vision_config). */
+  info(): { layout: string; mappedBytes: number; convertedBytes: number; vision: NativeVisionInfo | null };
   weightStats(): { module: string; dtype: string; bytes: number }[];
 }
 

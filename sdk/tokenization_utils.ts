@@ -171,7 +171,7 @@ const TOKENIZER_FILES = {
  * properties are removed so that they do not shadow anything. The call signatures are declared by
  * an interface merged with the subclass.
  */
-class CallableInstance {
+export class CallableInstance {
   constructor() {
     const fn = (...args: unknown[]) => (fn as unknown as { __call__(...a: unknown[]): unknown }).__call__(...args);
     delete (fn as { name?: string }).name;

@@ -1,19 +1,28 @@
-// The Llama 4 docs page's text examples ("Pipeline" and "AutoModel - Text only"), ported line by
-// line to TypeScript. Only the Hub is swapped: a local server on 127.0.0.1 serves the tiny
-// instruct fixture (real Llama 4 tokenizer and chat template, random weights) under the real model
-// id. Expected outputs: what transformers printed for the same code (docs-examples-goldens.json).
+// The Llama 4 docs page's examples ("Pipeline", "AutoModel - Text only", "AutoModel - Multimodal",
+// "Multimodal with multiple images"), ported line by line to TypeScript. Only the web is swapped: a
+// local server on 127.0.0.1 serves the tiny instruct fixture (real Llama 4 tokenizer, chat template
+// and processor files, random weights, a small vision tower) under the real model id, and another
+// serves the images (the committed photos stand in for the docs' car, rabbit and cat). Expected
+// outputs: what transformers printed for the same code (docs-examples-goldens.json and
+// multimodal-goldens.json).
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { AutoTokenizer, Llama4ForConditionalGeneration, pipeline, torch } from "../sdk";
+import { AutoProcessor, AutoTokenizer, Llama4ForConditionalGeneration, pipeline, torch } from "../sdk";
+import { FileServer } from "./helpers/file-server";
 import { FIXTURES, modelDir } from "./helpers/fixtures";
 import { fakeSha, HubServer } from "./helpers/hub-server";
 
 const golden = JSON.parse(readFileSync(join(FIXTURES, "docs-examples-goldens.json"), "utf8"));
+const multimodal = JSON.parse(readFileSync(join(FIXTURES, "multimodal-goldens.json"), "utf8")).docs;
+// bf16 weights computed in f32 on both sides; the vision tower adds its own rounding paths.
+const LOGITS_TOLERANCE = 1e-4;
 const REPO = "meta-llama/Llama-4-Scout-17B-16E-Instruct";
 let server: HubServer;
+let images: FileServer;
+let imageBase: string;
 let home: string;
 const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HOME: process.env.HF_HOME, HF_HUB_CACHE: process.env.HF_HUB_CACHE };
 
@@ -34,12 +43,17 @@ beforeAll(async () => {
           "tokenizer.json": { content: file(tok, "tokenizer.json"), lfs: true },
           "tokenizer_config.json": file(tok, "tokenizer_config.json"),
           "chat_template.jinja": file(tok, "chat_template.jinja"),
+          "preprocessor_config.json": file(model, "preprocessor_config.json"),
+          "processor_config.json": file(model, "processor_config.json"),
         },
       }],
       refs: { main: sha },
     },
   ]);
   process.env.HF_ENDPOINT = await server.start();
+  const photos = join(FIXTURES, "images");
+  images = new FileServer({ "dog.jpg": file(photos, "dog.jpg"), "pasta.jpeg": file(photos, "pasta.jpeg") });
+  imageBase = await images.start();
   home = mkdtempSync(join(tmpdir(), "llama4-docs-"));
   process.env.HF_HOME = home;
   delete process.env.HF_HUB_CACHE;
@@ -47,6 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
+  await images?.close();
   for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
   rmSync(home, { recursive: true, force: true });
 });
@@ -104,4 +119,119 @@ test("pipeline on a plain string, full text and new text only", async () => {
   // a batch returns one list per input
   const batch = await pipe([prompt, prompt], { do_sample: false, max_new_tokens: 12 });
   expect(batch).toEqual([golden.pipeline_string.output, golden.pipeline_string.output]);
+});
+
+/** The last-position logits' top 10 against transformers' (ids equal, values within LOGITS_TOLERANCE). */
+async function expectLastLogits(model: Llama4ForConditionalGeneration, inputs: object, expected: { ids: number[]; values: number[] }) {
+  const out = await model.forward({ ...inputs, logits_to_keep: 1 } as Parameters<typeof model.forward>[0]);
+  const row = Array.from(out.logits.data as Float32Array);
+  const top = row.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, 10);
+  expect(top.map(([, i]) => i)).toEqual(expected.ids);
+  const diff = Math.max(...top.map(([v], k) => Math.abs(v - expected.values[k])));
+  expect(diff).toBeLessThanOrEqual(LOGITS_TOLERANCE);
+}
+
+test("AutoModel - Multimodal example", async () => {
+  const model_id = "meta-llama/Llama-4-Scout-17B-16E-Instruct";
+
+  const processor = await AutoProcessor.from_pretrained(model_id);
+  const model = await Llama4ForConditionalGeneration.from_pretrained(model_id, {
+    attn_implementation: "flex_attention",
+    device_map: "auto",
+    dtype: torch.bfloat16,
+  });
+
+  const img_url = `${imageBase}/dog.jpg`;
+  const messages = [
+    {
+      role: "user",
+      content: [
+        { type: "image", url: img_url },
+        { type: "text", text: "Describe this image in two sentences." },
+      ],
+    },
+  ];
+
+  const inputs = (await processor.apply_chat_template(messages, {
+    add_generation_prompt: true,
+    tokenize: true,
+    return_dict: true,
+    return_tensors: "pt",
+  })).to(model.device);
+
+  const outputs = await model.generate({
+    ...inputs,
+    max_new_tokens: 256,
+  });
+
+  const response = processor.batch_decode(outputs.slice(null, [inputs["input_ids"].shape.at(-1)!, null]))[0];
+  // print(response); print(outputs[0])
+  const expected = multimodal.automodel_multimodal;
+  expect(inputs["input_ids"].tolist()).toEqual([expected.input_ids]);
+  expect(inputs["pixel_values"]!.shape).toEqual(expected.pixel_values_shape);
+  await expectLastLogits(model, inputs, expected.last_logits_top10);
+  expect(outputs.slice(null, [expected.input_ids.length, null]).tolist()).toEqual([expected.generated_ids]);
+  expect(response).toBe(expected.response);
+});
+
+test("Multimodal with multiple images example", async () => {
+  const model_id = "meta-llama/Llama-4-Scout-17B-16E-Instruct";
+
+  const processor = await AutoProcessor.from_pretrained(model_id);
+  const model = await Llama4ForConditionalGeneration.from_pretrained(model_id, {
+    attn_implementation: "flex_attention",
+    device_map: "auto",
+    dtype: torch.bfloat16,
+  });
+
+  const url1 = `${imageBase}/dog.jpg`;
+  const url2 = `${imageBase}/pasta.jpeg`;
+  const messages = [
+    {
+      role: "user",
+      content: [
+        { type: "image", url: url1 },
+        { type: "image", url: url2 },
+        { type: "text", text: "Can you describe how these two images are similar, and how they differ?" },
+      ],
+    },
+  ];
+  const inputs = (await processor.apply_chat_template(messages, {
+    add_generation_prompt: true,
+    tokenize: true,
+    return_dict: true,
+    return_tensors: "pt",
+  })).to(model.device);
+
+  const outputs = await model.generate({
+    ...inputs,
+    max_new_tokens: 256,
+  });
+
+  const response = processor.batch_decode(outputs.slice(null, [inputs["input_ids"].shape.at(-1)!, null]))[0];
+  const expected = multimodal.multiple_images;
+  expect(inputs["input_ids"].tolist()).toEqual([expected.input_ids]);
+  expect(inputs["pixel_values"]!.shape).toEqual(expected.pixel_values_shape);
+  await expectLastLogits(model, inputs, expected.last_logits_top10);
+  expect(outputs.slice(null, [expected.input_ids.length, null]).tolist()).toEqual([expected.generated_ids]);
+  expect(response).toBe(expected.response);
+});
+
+test("pipeline(\"image-text-to-text\") on a chat and on an image with text", async () => {
+  const pipe = await pipeline("image-text-to-text", { model: REPO, dtype: torch.bfloat16 });
+  const chat = [{ role: "user", content: [
+    { type: "image", url: `${imageBase}/pasta.jpeg` },
+    { type: "text", text: "What is on the plate?" },
+  ] }];
+  const urlsToNames = (records: unknown) => JSON.parse(JSON.stringify(records).replaceAll(`${imageBase}/`, ""));
+  const expected = multimodal.pipeline_chat;
+  expect(urlsToNames(await pipe(chat, { max_new_tokens: 20, do_sample: false }))).toEqual(expected.output);
+  expect(urlsToNames(await pipe(chat, { max_new_tokens: 20, do_sample: false, return_full_text: false }))).toEqual(
+    expected.return_full_text_false,
+  );
+  const pair = multimodal.pipeline_image_text;
+  const out = await pipe(join(FIXTURES, "images", pair.image), { text: pair.text, max_new_tokens: 12, do_sample: false });
+  expect(out).toEqual(pair.output);
+  // the keyword form {images, text} is the same call
+  expect(await pipe({ images: `${imageBase}/${pair.image}`, text: pair.text }, { max_new_tokens: 12, do_sample: false })).toEqual(pair.output);
 });

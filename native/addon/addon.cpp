@@ -17,6 +17,8 @@ namespace {
 
 using l4::ForwardRequest;
 using l4::ForwardResult;
+using l4::ImageRequest;
+using l4::ImageResult;
 using l4::KVCache;
 using l4::TextModel;
 
@@ -79,6 +81,13 @@ Napi::Int32Array to_int32_array(Napi::Env env, const std::vector<int32_t>& data)
   Napi::Int32Array a = Napi::Int32Array::New(env, data.size());
   std::copy(data.begin(), data.end(), a.Data());
   return a;
+}
+
+std::vector<float> float32_vector(const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a Float32Array");
+  auto a = v.As<Napi::Float32Array>();
+  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
 }
 
 std::vector<int8_t> int8_vector(const Napi::Value& v, const char* name) {
@@ -184,12 +193,40 @@ class ForwardWorker : public PromiseWorker {
   ForwardResult result_;
 };
 
+class EncodeImagesWorker : public PromiseWorker {
+ public:
+  EncodeImagesWorker(Napi::Env env, std::shared_ptr<TextModel> model, std::shared_ptr<CancelRegistry> registry,
+                     ImageRequest req)
+      : PromiseWorker(env), model_(std::move(model)), registry_(std::move(registry)), req_(std::move(req)),
+        token_(registry_->add()) {}
+  ~EncodeImagesWorker() override { registry_->remove(token_); }
+
+ protected:
+  void Run() override { result_ = model_->encode_images(req_, *token_); }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("imageFeatures", to_float32_array(env, std::move(result_.image_features)));
+    out.Set("tokensPerTile", Napi::Number::New(env, double(result_.tokens_per_tile)));
+    if (req_.output_vision_features) out.Set("visionFeatures", to_float32_array(env, std::move(result_.vision_features)));
+    if (req_.output_hidden_states) out.Set("hiddenStates", to_float32_array(env, std::move(result_.hidden_states)));
+    return out;
+  }
+
+ private:
+  std::shared_ptr<TextModel> model_;
+  std::shared_ptr<CancelRegistry> registry_;
+  ImageRequest req_;
+  CancelToken token_;
+  ImageResult result_;
+};
+
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::FunctionReference constructor;
   static void Init(Napi::Env env) {
     Napi::Function f = DefineClass(env, "NativeModel",
                                    {InstanceMethod<&ModelWrap::Forward>("forward"),
+                                    InstanceMethod<&ModelWrap::EncodeImages>("encodeImages"),
                                     InstanceMethod<&ModelWrap::CreateCache>("createCache"),
                                     InstanceMethod<&ModelWrap::Cancel>("cancel"),
                                     InstanceMethod<&ModelWrap::Config>("config"),
@@ -202,7 +239,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::shared_ptr<CancelRegistry> registry = std::make_shared<CancelRegistry>();
 
  private:
-  // forward({ inputIds: Int32Array, batch, seqLen, attentionMask?, positionIds?, cache?, outputHiddenStates?,
+  // forward({ inputIds: Int32Array, batch, seqLen, imageFeatures?, attentionMask?, positionIds?, cache?, outputHiddenStates?,
   //           outputRouterLogits?, logitsToKeep? }) -> Promise<{ logits, kept, hiddenStates?, routerLogits?, moeLayers? }>
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -212,6 +249,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     req.input_ids = int32_vector(o.Get("inputIds"), "inputIds");
     req.batch = o.Get("batch").ToNumber().Int64Value();
     req.seq_len = o.Get("seqLen").ToNumber().Int64Value();
+    if (o.Has("imageFeatures") && !o.Get("imageFeatures").IsUndefined())
+      req.image_features = float32_vector(o.Get("imageFeatures"), "imageFeatures");
     if (o.Has("attentionMask") && !o.Get("attentionMask").IsUndefined())
       req.attention_mask = int32_vector(o.Get("attentionMask"), "attentionMask");
     if (o.Has("positionIds") && !o.Get("positionIds").IsUndefined())
@@ -236,6 +275,25 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       cache_object = c.As<Napi::Object>();
     }
     auto* worker = new ForwardWorker(env, model, registry, std::move(req), cache, cache_object);
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  }
+
+  // encodeImages({ pixelValues: Float32Array, tiles, height, width, outputVisionFeatures?, outputHiddenStates? })
+  //   -> Promise<{ imageFeatures, tokensPerTile, visionFeatures?, hiddenStates? }>
+  Napi::Value EncodeImages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "encodeImages expects an options object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    ImageRequest req;
+    req.pixel_values = float32_vector(o.Get("pixelValues"), "pixelValues");
+    req.tiles = o.Get("tiles").ToNumber().Int64Value();
+    req.height = o.Get("height").ToNumber().Int64Value();
+    req.width = o.Get("width").ToNumber().Int64Value();
+    req.output_vision_features = o.Get("outputVisionFeatures").ToBoolean();
+    req.output_hidden_states = o.Get("outputHiddenStates").ToBoolean();
+    auto* worker = new EncodeImagesWorker(env, model, registry, std::move(req));
     Napi::Promise p = worker->Promise();
     worker->Queue();
     return p;
@@ -278,7 +336,24 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("layout", model->weights().layout);
     o.Set("mappedBytes", Napi::Number::New(env, double(model->mapped_weight_bytes())));
-    o.Set("convertedBytes", Napi::Number::New(env, double(model->weights().converted_bytes)));
+    o.Set("convertedBytes", Napi::Number::New(env, double(model->converted_weight_bytes())));
+    o.Set("vision", VisionInfo(env));
+    return o;
+  }
+
+  // What the SDK needs to lay out image tokens; null for a text-only checkpoint.
+  Napi::Value VisionInfo(Napi::Env env) {
+    const l4::VisionConfig& v = model->vision_config();
+    if (!v.present) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("usable", Napi::Boolean::New(env, v.usable()));
+    if (!v.usable()) o.Set("reason", v.problem);
+    o.Set("imageTokenId", Napi::Number::New(env, double(v.image_token_id)));
+    o.Set("imageSize", Napi::Number::New(env, double(v.image_size)));
+    o.Set("patchSize", Napi::Number::New(env, double(v.patch_size)));
+    o.Set("numChannels", Napi::Number::New(env, double(v.num_channels)));
+    o.Set("pixelShuffleRatio", Napi::Number::New(env, v.pixel_shuffle_ratio));
+    if (v.usable()) o.Set("tokensPerTile", Napi::Number::New(env, double(v.tokens_per_tile)));
     return o;
   }
 };

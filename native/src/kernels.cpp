@@ -23,6 +23,9 @@ const int64_t kMinMacsPerThread = 32768;
 
 int64_t grain_for(int64_t macs_per_item) { return std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, macs_per_item)); }
 
+// Activations of this many bytes stay in a core's L2 cache while the weight rows stream past them.
+const int64_t kActivationBlockBytes = 256 * 1024;
+
 inline float load_scalar(const Matrix& w, int64_t index) {
   switch (w.dtype) {
     case DType::F32: return static_cast<const float*>(w.data)[index];
@@ -85,14 +88,18 @@ void check_compute_dtype(const Matrix& w) {
 
 const KernelTable& scalar_kernels() { return kScalar; }
 const char* simd_name() { return active().name; }
+const KernelTable& active_kernels() { return active(); }
 
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y) {
   check_compute_dtype(w);
   const KernelTable& k = active();
   const int64_t out = w.rows;
-  // Split the output features across threads: each weight row is read once per call.
+  // Split the output features across threads. Many tokens (a prefill, image tiles) go through the
+  // weight rows in blocks that fit the cache, instead of re-reading every token from memory per row.
+  const int64_t block = std::max<int64_t>(4, kActivationBlockBytes / int64_t(sizeof(float) * w.cols) / 4 * 4);
   pool()->parallel_for(out, [&](int64_t o0, int64_t o1) {
-    k.linear_rows(x, tokens, w, o0, o1, y, out);
+    for (int64_t t0 = 0; t0 < tokens; t0 += block)
+      k.linear_rows(x + t0 * w.cols, std::min(block, tokens - t0), w, o0, o1, y + t0 * out, out);
     if (bias)
       for (int64_t t = 0; t < tokens; t++)
         for (int64_t o = o0; o < o1; o++) y[t * out + o] += bias[o];
@@ -125,6 +132,20 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64
     for (int64_t i = 0; i < dim; i++) ss += double(xr[i]) * xr[i];
     float scale = 1.0f / std::sqrt(float(ss / double(dim)) + eps);
     for (int64_t i = 0; i < dim; i++) yr[i] = weight ? (xr[i] * scale) * weight[i] : xr[i] * scale;
+  }
+}
+
+void layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t rows, int64_t dim, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    double sum = 0;
+    for (int64_t i = 0; i < dim; i++) sum += xr[i];
+    const float mean = float(sum / double(dim));
+    double ss = 0;
+    for (int64_t i = 0; i < dim; i++) ss += double(xr[i] - mean) * double(xr[i] - mean);
+    const float scale = 1.0f / std::sqrt(float(ss / double(dim)) + eps);
+    for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mean) * scale * weight[i] + bias[i];
   }
 }
 

@@ -3,6 +3,7 @@
 // activations are f32. Each kernel has a portable scalar version and, on x86-64 CPUs that have
 // it, an AVX2+FMA version chosen at run time (kernels_avx2.cpp).
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "dtype.h"
@@ -34,6 +35,8 @@ const KernelTable& avx2_kernels();
 
 // Name of the kernel set in use ("avx2" or "scalar").
 const char* simd_name();
+// The kernel set in use, for callers that split work across threads themselves (its loops are single-threaded).
+const KernelTable& active_kernels();
 
 // y[t, o] = bias[o] + sum_i x[t, i] * W[o, i]: nn.Linear with W [out, in]. bias may be null.
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y);
@@ -47,6 +50,11 @@ void to_f32(const Matrix& w, float* out);
 // y = x * rsqrt(mean(x^2) + eps) * weight per row of `dim`; weight null means none (L2 norm).
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps);
 
+// nn.LayerNorm per row of `dim`: (x - mean) / sqrt(var + eps) * weight + bias, var biased.
+void layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t rows, int64_t dim, float eps);
+
 inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
+// nn.GELU(): the exact erf form, not the tanh approximation.
+inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * float(M_SQRT1_2))); }
 
 }  // namespace l4

@@ -36,6 +36,10 @@ export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosToke
   output_trace?: boolean | TraceOptions;
   /** Expert interventions applied at every step (see Llama4ForwardInputs.expert_mask). */
   expert_mask?: ExpertIntervention[];
+  /** The processor's pixel_values for the <|patch|> tokens of the prompt (multimodal checkpoints). */
+  pixel_values?: Tensor;
+  /** Or image features already projected (see Llama4ForConditionalGeneration.embed_images). */
+  image_features?: Tensor;
 }
 
 export interface GenerateOutput {
@@ -49,7 +53,7 @@ export interface GenerateOutput {
 }
 
 const CALL_KEYS = ["input_ids", "attention_mask", "generation_config", "streamer", "tokenizer", "logits_processor",
-  "stopping_criteria", "generator", "output_trace", "expert_mask"] as const;
+  "stopping_criteria", "generator", "output_trace", "expert_mask", "pixel_values", "image_features"] as const;
 
 export async function generate(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
   if (!options || options.input_ids === undefined) throw new Error("generate: input_ids is required");
@@ -138,6 +142,9 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
   const record = (out: Awaited<ReturnType<typeof model.forward>>, fed: number[], past: number, isPrompt: boolean) =>
     trace?.append(stepFromOutput(out, fed, past, isPrompt, decode, withMemory ? model.memory_step(cache, out) : undefined));
 
+  // The prompt's image features, one block per row (rows repeated by num_return_sequences repeat theirs).
+  const images = await promptImageFeatures(model, options, rows);
+
   streamer?.put(rows[0].slice());
   const cache = model.new_cache(B);
   // The prompt, in pieces of prefill_chunk_size tokens if asked (only the last piece's logits are used).
@@ -151,6 +158,7 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
       position_ids: positions.map((p) => p.slice(start, end)),
       past_key_values: cache,
       logits_to_keep: 1,
+      ...(images ? { image_features: images.forPiece(start, end) } : {}),
       ...traced,
     });
     record(step, rows[0].slice(start, end), start, true);
@@ -196,6 +204,56 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
   if (config.output_scores) out.scores = scoresOut;
   if (config.output_logits) out.logits = logitsOut;
   return out;
+}
+
+/**
+ * Splits the prompt's image features (from pixel_values, or given) by row: a row's <|patch|> tokens
+ * take the next features in order, as transformers' masked_scatter does over the whole batch.
+ * forPiece gives the features of the tokens in prompt columns [start, end) of every row, so a
+ * prompt prefilled in pieces gets each feature exactly once.
+ */
+async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOptions, rows: number[][]) {
+  if (options.pixel_values === undefined && options.image_features === undefined) return null;
+  if (options.pixel_values !== undefined && options.image_features !== undefined) {
+    throw new Error("generate: pass pixel_values or image_features, not both");
+  }
+  const tokenId = model.image_token_id;
+  const features = options.image_features ?? (await model.embed_images(options.pixel_values!));
+  const H = model.text_config.hidden_size;
+  if (!(features instanceof Tensor) || features.dims.length !== 2 || features.dims[1] !== H) {
+    throw new Error(`generate: image_features must be a float32 Tensor [image tokens, ${H}]`);
+  }
+  // Rows were repeated num_return_sequences times in a row; each distinct prompt owns a block.
+  const repeat = rows.length / toIdMatrix(options.input_ids, "input_ids").rows;
+  const counts = rows.map((r) => r.filter((id) => id === tokenId).length);
+  const blockStart: number[] = [];
+  let total = 0;
+  for (let r = 0; r < rows.length; r++) {
+    if (r % repeat === 0) {
+      blockStart.push(total);
+      total += counts[r];
+    } else blockStart.push(blockStart[r - 1]);
+  }
+  if (total !== features.dims[0]) {
+    throw new Error(
+      `generate: image features and image tokens do not match: the prompt has ${total} image tokens (id ${tokenId}) ` +
+        `but the images give ${features.dims[0]} features`,
+    );
+  }
+  const data = features.data as Float32Array;
+  return {
+    forPiece(start: number, end: number): Tensor | undefined {
+      const picked: number[] = [];
+      rows.forEach((row, r) => {
+        let before = row.slice(0, start).filter((id) => id === tokenId).length;
+        for (let t = start; t < end; t++) if (row[t] === tokenId) picked.push(blockStart[r] + before++);
+      });
+      if (picked.length === 0) return undefined;
+      const out = new Float32Array(picked.length * H);
+      picked.forEach((f, i) => out.set(data.subarray(f * H, (f + 1) * H), i * H));
+      return new Tensor("float32", out, [picked.length, H]);
+    },
+  };
 }
 
 function stack(rows: Float32Array[], V: number): Tensor {

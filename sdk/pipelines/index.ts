@@ -1,5 +1,5 @@
-// pipeline(task, options): transformers' factory. Loads the model and tokenizer (or takes them
-// ready-made) and returns a pipeline that is called like a function.
+// pipeline(task, options): transformers' factory. Loads the model and its tokenizer or processor
+// (or takes them ready-made) and returns a pipeline that is called like a function.
 import { AutoTokenizer, PreTrainedTokenizer } from "../tokenization_utils";
 import { FromPretrainedOptions, Llama4ForCausalLM, Llama4ForConditionalGeneration } from "../models/llama4/modeling_llama4";
 import { checkOptions, closestName } from "../utils/options";
@@ -7,8 +7,12 @@ import { Chat, PipelineTokenizer, TextGenerationInput, TextGenerationOptions, Te
 import { readJsonFile } from "../configuration_utils";
 import { HUB_OPTION_KEYS, hubOptionsOf, resolvePretrained } from "../hub";
 import { join } from "node:path";
+import { AutoProcessor } from "../models/auto/processing_auto";
+import { Llama4Config } from "../models/llama4/configuration_llama4";
+import { Llama4Processor } from "../models/llama4/processing_llama4";
+import { ImageTextToTextInput, ImageTextToTextOptions, ImageTextToTextPipeline, ImageTextToTextRecord } from "./image_text_to_text";
 
-export const SUPPORTED_TASKS = ["text-generation"] as const;
+export const SUPPORTED_TASKS = ["text-generation", "image-text-to-text"] as const;
 export type Task = (typeof SUPPORTED_TASKS)[number];
 
 export interface PipelineOptions extends FromPretrainedOptions {
@@ -16,9 +20,11 @@ export interface PipelineOptions extends FromPretrainedOptions {
   model: string | Llama4ForCausalLM;
   /** Defaults to the model's own tokenizer files. */
   tokenizer?: string | PreTrainedTokenizer;
+  /** image-text-to-text: defaults to the model's own processor files. */
+  processor?: string | Llama4Processor;
 }
 
-const OPTION_KEYS = ["model", "tokenizer", "dtype", "torch_dtype", "device_map", "attn_implementation", ...HUB_OPTION_KEYS] as const;
+const OPTION_KEYS = ["model", "tokenizer", "processor", "dtype", "torch_dtype", "device_map", "attn_implementation", ...HUB_OPTION_KEYS] as const;
 
 /**
  * A pipeline instance is a function (`await pipe(inputs, options)`, as in Python) that also carries
@@ -31,15 +37,20 @@ export type CallableTextGenerationPipeline = TextGenerationPipeline & {
   (inputs: TextGenerationInput | TextGenerationInput[], options?: TextGenerationOptions): Promise<GeneratedRecord[] | GeneratedRecord[][]>;
 };
 
+export type CallableImageTextToTextPipeline = ImageTextToTextPipeline & {
+  (inputs: ImageTextToTextInput, options?: ImageTextToTextOptions): Promise<ImageTextToTextRecord[]>;
+};
+
 export async function pipeline(task: "text-generation", options: PipelineOptions): Promise<CallableTextGenerationPipeline>;
-export async function pipeline(task: string, options: PipelineOptions): Promise<CallableTextGenerationPipeline> {
+export async function pipeline(task: "image-text-to-text", options: PipelineOptions): Promise<CallableImageTextToTextPipeline>;
+export async function pipeline(task: string, options: PipelineOptions): Promise<CallableTextGenerationPipeline | CallableImageTextToTextPipeline> {
   if (!(SUPPORTED_TASKS as readonly string[]).includes(task)) {
     const guess = closestName(String(task), SUPPORTED_TASKS);
     throw new Error(`pipeline: unknown task "${task}"` + (guess ? ` (did you mean "${guess}"?)` : "") + `; supported: ${SUPPORTED_TASKS.join(", ")}`);
   }
   if (!options || options.model === undefined) throw new Error(`pipeline("${task}"): the "model" option is required (a model id, a directory or a loaded model)`);
   checkOptions(`pipeline("${task}")`, options, OPTION_KEYS);
-  const { model: modelOption, tokenizer: tokenizerOption, ...loadOptions } = options;
+  const { model: modelOption, tokenizer: tokenizerOption, processor: processorOption, ...loadOptions } = options;
 
   let model: Llama4ForCausalLM;
   if (typeof modelOption === "string") {
@@ -50,6 +61,8 @@ export async function pipeline(task: string, options: PipelineOptions): Promise<
   } else {
     model = modelOption;
   }
+  if (task === "image-text-to-text") return imageTextToText(model, modelOption, processorOption, loadOptions);
+  if (processorOption !== undefined) throw new Error(`pipeline("${task}"): "processor" is for image-text-to-text; pass "tokenizer"`);
   if (typeof modelOption !== "string" && tokenizerOption === undefined) {
     throw new Error(`pipeline("${task}"): pass the tokenizer too when "model" is a loaded model`);
   }
@@ -61,4 +74,24 @@ export async function pipeline(task: string, options: PipelineOptions): Promise<
   const instance = new TextGenerationPipeline(model, tokenizer as unknown as PipelineTokenizer & ((t: string, o: Record<string, unknown>) => unknown));
   const call = (inputs: TextGenerationInput | TextGenerationInput[], callOptions?: TextGenerationOptions) => instance._call(inputs, callOptions);
   return Object.assign(Object.setPrototypeOf(call, TextGenerationPipeline.prototype), instance) as CallableTextGenerationPipeline;
+}
+
+async function imageTextToText(
+  model: Llama4ForCausalLM,
+  modelOption: string | Llama4ForCausalLM,
+  processorOption: string | Llama4Processor | undefined,
+  loadOptions: Record<string, unknown>,
+): Promise<CallableImageTextToTextPipeline> {
+  if (!(model instanceof Llama4ForConditionalGeneration) || !(model.config instanceof Llama4Config)) {
+    throw new Error(`pipeline("image-text-to-text"): ${model.name_or_path} is a text-only checkpoint (no vision tower); use "text-generation"`);
+  }
+  if (typeof modelOption !== "string" && processorOption === undefined) {
+    throw new Error(`pipeline("image-text-to-text"): pass the processor too when "model" is a loaded model`);
+  }
+  const processor = processorOption instanceof Llama4Processor
+    ? processorOption
+    : await AutoProcessor.from_pretrained(processorOption ?? (modelOption as string), hubOptionsOf(loadOptions));
+  const instance = new ImageTextToTextPipeline(model, processor);
+  const call = (inputs: ImageTextToTextInput, callOptions?: ImageTextToTextOptions) => instance._call(inputs, callOptions);
+  return Object.assign(Object.setPrototypeOf(call, ImageTextToTextPipeline.prototype), instance) as CallableImageTextToTextPipeline;
 }

@@ -72,6 +72,67 @@ RopeConfig read_rope(const Json& text, const std::string& where) {
   return rope;
 }
 
+// Reads vision_config and checks that Llama4VisionModel can run with it; throws naming the keys.
+void read_vision(VisionConfig& c, const Json& root, const std::string& where) {
+  const Json& v = root["vision_config"];
+  if (!v.is_object()) throw std::runtime_error(where + ": \"vision_config\" must be an object");
+  // Llama4Config maps image_token_id onto image_token_index; config.json may spell either.
+  c.image_token_id = Reader{root, where}.integer(root.has("image_token_index") ? "image_token_index" : "image_token_id",
+                                                 200092, false, 0);
+  const std::string vwhere = where + ": vision_config";
+  Reader r{v, vwhere};
+  c.hidden_size = r.integer("hidden_size", 768, false, 1);
+  c.num_hidden_layers = r.integer("num_hidden_layers", 34, false, 1);
+  c.num_attention_heads = r.integer("num_attention_heads", 16, false, 1);
+  c.num_channels = r.integer("num_channels", 3, false, 1);
+  c.intermediate_size = r.integer("intermediate_size", 5632, false, 1);
+  c.image_size = r.integer("image_size", 448, false, 1);
+  c.patch_size = r.integer("patch_size", 14, false, 1);
+  c.vision_output_dim = r.integer("vision_output_dim", 7680, false, 1);
+  c.projector_input_dim = r.integer("projector_input_dim", 4096, false, 1);
+  c.projector_output_dim = r.integer("projector_output_dim", 4096, false, 1);
+  c.pixel_shuffle_ratio = r.real("pixel_shuffle_ratio", 0.5);
+  // transformers 5 writes rope_parameters; Meta's published config.json has rope_theta.
+  c.rope_theta = r.real("rope_theta", 10000.0);
+  if (v["rope_parameters"].is_object())
+    c.rope_theta = Reader{v["rope_parameters"], vwhere + ".rope_parameters"}.real("rope_theta", c.rope_theta);
+
+  auto fail = [&](const std::string& msg) { throw std::runtime_error(where + ": " + msg); };
+  auto str = [](int64_t n) { return std::to_string(n); };
+  if (c.image_size % c.patch_size)
+    fail("vision_config.image_size (" + str(c.image_size) + ") must be a multiple of vision_config.patch_size (" +
+         str(c.patch_size) + ")");
+  if (c.hidden_size % c.num_attention_heads)
+    fail("vision_config.hidden_size (" + str(c.hidden_size) + ") must be a multiple of vision_config.num_attention_heads (" +
+         str(c.num_attention_heads) + ")");
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  if (c.head_dim % 4)  // a complex pair per frequency, one set of frequencies per image axis
+    fail("the 2-D vision RoPE needs vision_config.hidden_size / vision_config.num_attention_heads (" + str(c.head_dim) +
+         ") to be a multiple of 4");
+  c.patches_per_side = c.image_size / c.patch_size;
+  // pixel_shuffle reshapes the patch grid and the channels by the ratio: every size must stay whole.
+  const double ratio = c.pixel_shuffle_ratio;
+  auto whole = [](double x) { return x >= 1 && std::fabs(x - std::round(x)) < 1e-6; };
+  if (!(ratio > 0 && ratio <= 1) || !whole(double(c.patches_per_side) * ratio) || !whole(double(c.hidden_size) / ratio) ||
+      !whole(double(c.hidden_size) / (ratio * ratio)))
+    fail("vision_config.pixel_shuffle_ratio (" + std::to_string(ratio) + ") must divide the " + str(c.patches_per_side) +
+         "x" + str(c.patches_per_side) + " patch grid (image_size / patch_size) and vision_config.hidden_size (" +
+         str(c.hidden_size) + ") into whole sizes");
+  c.shuffled_side = int64_t(std::round(double(c.patches_per_side) * ratio));
+  c.tokens_per_tile = c.shuffled_side * c.shuffled_side;
+  const int64_t shuffled_dim = int64_t(std::round(double(c.hidden_size) / (ratio * ratio)));
+  if (c.intermediate_size != shuffled_dim)
+    fail("vision_config.intermediate_size (" + str(c.intermediate_size) +
+         ") must equal vision_config.hidden_size / vision_config.pixel_shuffle_ratio^2 (" + str(shuffled_dim) +
+         "): the vision adapter's fc1 takes the pixel-shuffled patches");
+  if (c.projector_input_dim != c.projector_output_dim)
+    fail("vision_config.projector_input_dim (" + str(c.projector_input_dim) + ") must equal vision_config.projector_output_dim (" +
+         str(c.projector_output_dim) + "): the vision adapter's fc2 takes fc1's output");
+  if (c.vision_output_dim != c.projector_output_dim)
+    fail("vision_config.vision_output_dim (" + str(c.vision_output_dim) + ") must equal vision_config.projector_output_dim (" +
+         str(c.projector_output_dim) + "): multi_modal_projector.linear_1 takes the vision adapter's output");
+}
+
 }  // namespace
 
 TextConfig TextConfig::from_json(const Json& root, const std::string& where) {
@@ -211,6 +272,37 @@ std::string TextConfig::to_json() const {
   for (size_t i = 0; i < chunked.size(); i++) o << (i ? "," : "") << (chunked[i] ? "\"chunked_attention\"" : "\"full_attention\"");
   o << "]}";
   return o.str();
+}
+
+VisionConfig VisionConfig::from_json(const Json& root, const std::string& where) {
+  VisionConfig c;
+  if (!root.is_object() || root["vision_config"].is_null()) {
+    c.problem = where + " has no vision_config: the checkpoint is text-only";
+    return c;
+  }
+  c.present = true;
+  try {
+    read_vision(c, root, where);
+  } catch (const std::runtime_error& e) {
+    c.problem = e.what();
+  }
+  return c;
+}
+
+std::vector<float> VisionConfig::rope_angles() const {
+  const int64_t P = patches_per_side, half = head_dim / 2, per_axis = head_dim / 4;
+  // In f32 as transformers computes them: theta ** (2k / (head_dim / 2)) for k < head_dim / 4.
+  std::vector<float> freq(per_axis);
+  for (int64_t k = 0; k < per_axis; k++) freq[k] = 1.0f / std::pow(float(rope_theta), float(2 * k) / float(half));
+  std::vector<float> angles((P * P + 1) * half, 0.0f);
+  for (int64_t n = 0; n < P * P; n++) {
+    const int64_t column = n % P, row = n / P;  // positions count from 1
+    for (int64_t k = 0; k < per_axis; k++) {
+      angles[n * half + k] = float(column + 1) * freq[k];
+      angles[n * half + per_axis + k] = float(row + 1) * freq[k];
+    }
+  }
+  return angles;
 }
 
 }  // namespace l4

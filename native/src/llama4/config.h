@@ -1,5 +1,5 @@
 // Llama4TextConfig as transformers reads it from config.json, with the same defaults and the
-// same derived per-layer lists (no_rope_layers, moe_layers, layer_types).
+// same derived per-layer lists (no_rope_layers, moe_layers, layer_types); Llama4VisionConfig likewise.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -37,6 +37,31 @@ struct TextConfig {
   // Inverse RoPE frequencies (head_dim / 2 of them), computed in f32 as transformers does.
   std::vector<float> rope_inv_freq() const;
   std::string to_json() const;  // the derived config, for the SDK
+};
+
+// Llama4VisionConfig (with transformers' defaults) and the image token id of the outer Llama4Config.
+// A config the vision tower cannot run with does not stop the text model from loading: `problem`
+// says why, naming the config.json keys, and encoding images fails with it.
+struct VisionConfig {
+  bool present = false;          // config.json is a Llama4Config with a vision_config
+  int64_t image_token_id = 200092;  // Llama4Config.image_token_index: <|patch|>, one per image feature row
+  int64_t hidden_size = 768, num_hidden_layers = 34, num_attention_heads = 16, num_channels = 3;
+  int64_t intermediate_size = 5632, image_size = 448, patch_size = 14;
+  int64_t vision_output_dim = 7680, projector_input_dim = 4096, projector_output_dim = 4096;
+  double pixel_shuffle_ratio = 0.5;
+  double rope_theta = 10000.0;
+  // Derived, valid when usable().
+  int64_t head_dim = 0;
+  int64_t patches_per_side = 0;  // image_size / patch_size
+  int64_t shuffled_side = 0;     // patches_per_side * pixel_shuffle_ratio
+  int64_t tokens_per_tile = 0;   // shuffled_side^2 image tokens per tile
+  std::string problem;           // empty when the vision tower can run
+
+  bool usable() const { return problem.empty(); }
+  static VisionConfig from_json(const Json& root, const std::string& where);
+  // Llama4VisionRotaryEmbedding's angles, [patches + 1][head_dim / 2]: the first half of each row
+  // turns with the patch column, the second with its row; the class token (last) does not turn.
+  std::vector<float> rope_angles() const;
 };
 
 }  // namespace l4

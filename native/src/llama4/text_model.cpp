@@ -103,10 +103,13 @@ size_t KVCache::bytes() const {
 
 TextModel::TextModel(const std::string& dir, const std::string& dtype) {
   const std::string config_path = dir + "/config.json";
-  config_ = TextConfig::from_json(Json::parse(read_text_file(config_path), config_path), config_path);
+  const Json root = Json::parse(read_text_file(config_path), config_path);
+  config_ = TextConfig::from_json(root, config_path);
+  vision_config_ = VisionConfig::from_json(root, config_path);
   checkpoint_ = std::make_unique<Checkpoint>(dir);
   WeightLoader loader(*checkpoint_, config_, dtype);
   weights_ = loader.load();
+  if (vision_config_.usable()) vision_ = std::make_unique<VisionModel>(vision_config_, loader.load_vision(vision_config_));
   owned_ = loader.take_owned();
   inv_freq_ = config_.rope_inv_freq();
 }
@@ -115,6 +118,10 @@ size_t TextModel::mapped_weight_bytes() const {
   size_t n = 0;
   for (const auto& [name, t] : checkpoint_->tensors()) n += t.nbytes;
   return n;
+}
+
+size_t TextModel::converted_weight_bytes() const {
+  return weights_.converted_bytes + (vision_ ? vision_->weights().converted_bytes : 0);
 }
 
 std::vector<WeightStat> TextModel::weight_stats() const {
@@ -140,10 +147,30 @@ std::vector<WeightStat> TextModel::weight_stats() const {
       for (const Matrix* m : {&l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj}) add("mlp", *m);
     }
   }
-  // The vision tower of a multimodal checkpoint is mapped but not used by the text path.
-  for (const auto& [name, t] : checkpoint_->tensors())
-    if (name.rfind("vision_model.", 0) == 0 || name.rfind("multi_modal_projector.", 0) == 0)
-      by[{"vision (mapped, unused)", dtype_name(t.dtype)}] += t.nbytes;
+  if (vision_) {
+    const VisionWeights& v = vision_->weights();
+    add("vision", v.patch_embedding);
+    for (const auto* f : {&v.class_embedding, &v.positional_embedding, &v.layernorm_pre.weight, &v.layernorm_pre.bias,
+                          &v.layernorm_post.weight, &v.layernorm_post.bias})
+      add_f32("vision", *f);
+    for (const auto& l : v.layers) {
+      for (const Matrix* m : {&l.self_attn.q_proj, &l.self_attn.k_proj, &l.self_attn.v_proj, &l.self_attn.o_proj, &l.fc1, &l.fc2})
+        add("vision", *m);
+      for (const auto* f : {&l.self_attn.q_bias, &l.self_attn.k_bias, &l.self_attn.v_bias, &l.self_attn.o_bias, &l.fc1_bias,
+                            &l.fc2_bias, &l.input_layernorm.weight, &l.input_layernorm.bias,
+                            &l.post_attention_layernorm.weight, &l.post_attention_layernorm.bias})
+        add_f32("vision", *f);
+    }
+    add("vision", v.adapter_fc1);
+    add("vision", v.adapter_fc2);
+    add("projector", v.projector);  // the module names of viz/estimate.ts
+  } else {
+    // A vision tower the engine cannot run (its config is inconsistent) is mapped but not used.
+    for (const auto& [name, t] : checkpoint_->tensors())
+      for (const char* module : {"vision_model.", "multi_modal_projector."})
+        if (name.rfind(module, 0) == 0 || name.rfind(std::string("model.") + module, 0) == 0)
+          by[{"vision (mapped, unused)", dtype_name(t.dtype)}] += t.nbytes;
+  }
   std::vector<WeightStat> out;
   for (const auto& [key, bytes] : by) out.push_back({key.first, key.second, bytes});
   return out;
@@ -180,6 +207,18 @@ void TextModel::validate(const ForwardRequest& r) const {
       if (p < 0) throw std::runtime_error("position_ids must be >= 0, got " + std::to_string(p));
   }
   if (r.logits_to_keep < 0) throw std::runtime_error("logits_to_keep must be >= 0");
+  if (!r.image_features.empty()) {
+    if (!vision_config_.present) throw std::runtime_error("image_features: " + vision_config_.problem);
+    const int64_t H = config_.hidden_size;
+    if (int64_t(r.image_features.size()) % H)
+      throw std::runtime_error("image_features has " + std::to_string(r.image_features.size()) +
+                               " values, not a whole number of rows of hidden_size " + std::to_string(H));
+    const int64_t image_tokens = std::count(r.input_ids.begin(), r.input_ids.end(), int32_t(vision_config_.image_token_id));
+    if (image_tokens != int64_t(r.image_features.size()) / H)
+      throw std::runtime_error("Image features and image tokens do not match, tokens: " + std::to_string(image_tokens) +
+                               ", features: " + std::to_string(r.image_features.size() / H) + " (image_token_id " +
+                               std::to_string(vision_config_.image_token_id) + ")");
+  }
   for (int32_t l : r.attention_layers)
     if (l < 0 || l >= config_.num_hidden_layers)
       throw std::runtime_error("output_attentions: layer " + std::to_string(l) + " does not exist (the model has " +
@@ -204,6 +243,11 @@ void TextModel::validate(const ForwardRequest& r) const {
                                  std::to_string(config_.num_experts_per_tok) + " remain");
     }
   }
+}
+
+ImageResult TextModel::encode_images(const ImageRequest& req, const std::atomic<bool>& cancel) {
+  if (!vision_) throw std::runtime_error("cannot encode images: " + vision_config_.problem);
+  return vision_->encode(req, cancel);
 }
 
 ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bool>& cancel) {
@@ -245,9 +289,17 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   result.attentions.assign(req.attention_layers.size() * attention_block, 0.0f);
   if (keep_hidden) result.hidden_states.reserve(size_t(L + 1) * s.N * H);
 
-  // Embeddings.
+  // Embeddings; image features take the place of the image tokens' ones, in order (masked_scatter).
   std::vector<float> x(s.N * H);
-  for (int64_t n = 0; n < s.N; n++) row_to_f32(weights_.embed_tokens, req.input_ids[n], x.data() + n * H);
+  const float* next_image_row = req.image_features.empty() ? nullptr : req.image_features.data();
+  for (int64_t n = 0; n < s.N; n++) {
+    if (next_image_row && req.input_ids[n] == vision_config_.image_token_id) {
+      std::memcpy(x.data() + n * H, next_image_row, sizeof(float) * H);
+      next_image_row += H;
+    } else {
+      row_to_f32(weights_.embed_tokens, req.input_ids[n], x.data() + n * H);
+    }
+  }
   if (keep_hidden) result.hidden_states.insert(result.hidden_states.end(), x.begin(), x.end());
 
   std::vector<float> h(s.N * H), branch(s.N * H);

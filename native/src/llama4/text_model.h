@@ -1,4 +1,5 @@
-// The Llama 4 text decoder (transformers' Llama4TextModel + lm_head), forward pass and KV cache.
+// The Llama 4 text decoder (transformers' Llama4TextModel + lm_head), forward pass and KV cache; and,
+// for a multimodal checkpoint, its vision tower (it shares the mapped checkpoint).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -10,6 +11,7 @@
 
 #include "../safetensors.h"
 #include "config.h"
+#include "vision_model.h"
 #include "weights.h"
 
 namespace l4 {
@@ -44,6 +46,9 @@ class KVCache {
 struct ForwardRequest {
   int64_t batch = 0, seq_len = 0;
   std::vector<int32_t> input_ids;       // [batch, seq_len]
+  // [image tokens, hidden]: rows that replace, in order, the embeddings where input_ids == image_token_id
+  // (batch-major, then sequence order). Empty = none: image token ids are then embedded like any token.
+  std::vector<float> image_features;
   std::vector<int32_t> attention_mask;  // [batch, past + seq_len] or empty (all ones)
   std::vector<int32_t> position_ids;    // [batch, seq_len] or empty (cache positions)
   KVCache* cache = nullptr;             // updated only if the forward succeeds
@@ -83,11 +88,16 @@ class TextModel {
   const TextConfig& config() const { return config_; }
   const TextWeights& weights() const { return weights_; }
   size_t mapped_weight_bytes() const;
+  size_t converted_weight_bytes() const;
   std::vector<WeightStat> weight_stats() const;
+  // What config.json says about the vision tower, and why it cannot run if it cannot.
+  const VisionConfig& vision_config() const { return vision_config_; }
 
   // Runs the forward pass. Throws CancelledError when `cancel` becomes true between layers (the
   // cache is then left as it was). One forward at a time per model; concurrent calls wait.
   ForwardResult forward(const ForwardRequest& req, const std::atomic<bool>& cancel);
+  // Runs the vision tower and the projector; throws naming the reason when the checkpoint has none that can run.
+  ImageResult encode_images(const ImageRequest& req, const std::atomic<bool>& cancel);
 
  private:
   void validate(const ForwardRequest& req) const;
@@ -96,6 +106,8 @@ class TextModel {
   std::unique_ptr<Checkpoint> checkpoint_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
   TextWeights weights_;
+  VisionConfig vision_config_;
+  std::unique_ptr<VisionModel> vision_;  // null unless vision_config_ is usable
   std::vector<float> inv_freq_;
   std::mutex busy_;
 };

@@ -59,12 +59,18 @@ Matrix WeightLoader::matrix(const std::string& name, std::vector<int64_t> shape)
   return m;
 }
 
-std::vector<float> WeightLoader::vector_f32(const std::string& name, int64_t size) {
-  const TensorInfo& t = tensor(name, {size});
-  Matrix m{t.dtype, t.data, 1, size};
-  std::vector<float> v(size);
+std::vector<float> WeightLoader::vector_f32(const std::string& name, int64_t size) { return tensor_f32(name, {size}); }
+
+std::vector<float> WeightLoader::tensor_f32(const std::string& name, const std::vector<int64_t>& shape) {
+  const TensorInfo& t = tensor(name, shape);
+  Matrix m{t.dtype, t.data, 1, t.numel()};
+  std::vector<float> v(t.numel());
   to_f32(m, v.data());
   return v;
+}
+
+LayerNormWeights WeightLoader::layer_norm(const std::string& prefix, int64_t size) {
+  return {vector_f32(prefix + "weight", size), vector_f32(prefix + "bias", size)};
 }
 
 TextWeights WeightLoader::load() {
@@ -131,6 +137,46 @@ TextWeights WeightLoader::load() {
     w.layers.push_back(std::move(l));
   }
   w.converted_bytes = converted_bytes_;
+  return w;
+}
+
+VisionWeights WeightLoader::load_vision(const VisionConfig& c) {
+  // As published: vision_model.* and multi_modal_projector.* at the top; the model.-prefixed layout
+  // nests them like its language_model.
+  const std::string root = ckpt_.has("model.vision_model.patch_embedding.linear.weight") ? "model." : "";
+  const std::string p = root + "vision_model.";
+  const int64_t D = c.hidden_size, I = c.intermediate_size, patches = c.patches_per_side * c.patches_per_side;
+  const size_t converted_before = converted_bytes_;
+  VisionWeights w;
+  w.patch_embedding = matrix(p + "patch_embedding.linear.weight", {D, c.num_channels * c.patch_size * c.patch_size});
+  w.class_embedding = vector_f32(p + "class_embedding", D);
+  w.positional_embedding = tensor_f32(p + "positional_embedding_vlm", {patches + 1, D});
+  w.layernorm_pre = layer_norm(p + "layernorm_pre.", D);
+  w.layernorm_post = layer_norm(p + "layernorm_post.", D);
+  for (int64_t i = 0; i < c.num_hidden_layers; i++) {
+    const std::string lp = p + "model.layers." + std::to_string(i) + ".";
+    VisionEncoderLayerWeights l;
+    l.input_layernorm = layer_norm(lp + "input_layernorm.", D);
+    l.post_attention_layernorm = layer_norm(lp + "post_attention_layernorm.", D);
+    AttentionWeights& a = l.self_attn;
+    a.q_proj = matrix(lp + "self_attn.q_proj.weight", {D, D});
+    a.k_proj = matrix(lp + "self_attn.k_proj.weight", {D, D});
+    a.v_proj = matrix(lp + "self_attn.v_proj.weight", {D, D});
+    a.o_proj = matrix(lp + "self_attn.o_proj.weight", {D, D});
+    a.q_bias = vector_f32(lp + "self_attn.q_proj.bias", D);
+    a.k_bias = vector_f32(lp + "self_attn.k_proj.bias", D);
+    a.v_bias = vector_f32(lp + "self_attn.v_proj.bias", D);
+    a.o_bias = vector_f32(lp + "self_attn.o_proj.bias", D);
+    l.fc1 = matrix(lp + "mlp.fc1.weight", {I, D});
+    l.fc1_bias = vector_f32(lp + "mlp.fc1.bias", I);
+    l.fc2 = matrix(lp + "mlp.fc2.weight", {D, I});
+    l.fc2_bias = vector_f32(lp + "mlp.fc2.bias", D);
+    w.layers.push_back(std::move(l));
+  }
+  w.adapter_fc1 = matrix(p + "vision_adapter.mlp.fc1.weight", {c.projector_input_dim, I});
+  w.adapter_fc2 = matrix(p + "vision_adapter.mlp.fc2.weight", {c.projector_output_dim, c.projector_output_dim});
+  w.projector = matrix(root + "multi_modal_projector.linear_1.weight", {config_.hidden_size, c.vision_output_dim});
+  w.converted_bytes = converted_bytes_ - converted_before;
   return w;
 }
 

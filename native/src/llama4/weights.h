@@ -1,5 +1,5 @@
-// Weights of the Llama 4 text model as views into the mapped checkpoint (converted copies only
-// when the caller asks for another dtype). Names follow transformers' modules.
+// Weights of the Llama 4 text model and vision tower as views into the mapped checkpoint (converted
+// copies only when the caller asks for another dtype). Names follow transformers' modules.
 #pragma once
 #include <memory>
 #include <string>
@@ -44,16 +44,42 @@ struct TextWeights {
   size_t converted_bytes = 0;  // bytes held in converted copies (0 when used in place)
 };
 
+struct LayerNormWeights {  // nn.LayerNorm
+  std::vector<float> weight, bias;
+};
+
+struct VisionEncoderLayerWeights {  // Llama4VisionEncoderLayer
+  LayerNormWeights input_layernorm, post_attention_layernorm;
+  AttentionWeights self_attn;  // every projection has a bias
+  Matrix fc1, fc2;             // Llama4VisionMLP
+  std::vector<float> fc1_bias, fc2_bias;
+};
+
+struct VisionWeights {  // Llama4VisionModel + Llama4MultiModalProjector
+  Matrix patch_embedding;                   // Llama4UnfoldConvolution.linear [hidden, channels * patch^2]
+  std::vector<float> class_embedding;       // [hidden]
+  std::vector<float> positional_embedding;  // positional_embedding_vlm [patches + 1, hidden]
+  LayerNormWeights layernorm_pre, layernorm_post;
+  std::vector<VisionEncoderLayerWeights> layers;
+  Matrix adapter_fc1, adapter_fc2;  // vision_adapter.mlp (Llama4VisionMLP2, no bias)
+  Matrix projector;                 // multi_modal_projector.linear_1 [text hidden, vision_output_dim]
+  size_t converted_bytes = 0;
+};
+
 // `dtype`: "auto" / "float32" keep the checkpoint's dtype (f32 math on widened values);
 // "bfloat16" / "float16" convert floating weights to that dtype once at load.
 class WeightLoader {
  public:
   WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype);
   TextWeights load();
+  // The vision tower of a Llama4ForConditionalGeneration checkpoint; `vision` must be usable().
+  VisionWeights load_vision(const VisionConfig& vision);
 
  private:
   Matrix matrix(const std::string& name, std::vector<int64_t> shape);
   std::vector<float> vector_f32(const std::string& name, int64_t size);
+  std::vector<float> tensor_f32(const std::string& name, const std::vector<int64_t>& shape);
+  LayerNormWeights layer_norm(const std::string& prefix, int64_t size);
   const TensorInfo& tensor(const std::string& name, const std::vector<int64_t>& shape);
 
   const Checkpoint& ckpt_;

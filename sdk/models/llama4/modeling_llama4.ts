@@ -11,10 +11,14 @@ import { native, NativeKVCache, NativeModel } from "../../native";
 import { Tensor, toIdMatrix } from "../../tensor";
 import { resolveDType, DTypeName } from "../../torch";
 import { registerCancellable } from "../../utils/cancellation";
-import { checkOptions } from "../../utils/options";
+import { checkOptions, describe } from "../../utils/options";
 import { GenerationTrace, stepFromOutput, TraceOptions } from "../../trace";
 import type { ExpertIntervention, MemoryStep, TraceModelInfo, WeightMemory } from "../../trace";
 import { Llama4Config, Llama4TextConfig, llama4ConfigFromJson, textConfigOf } from "./configuration_llama4";
+
+function describeTensor(value: unknown): string {
+  return value instanceof Tensor ? `a ${value.dtype} Tensor [${value.dims.join(", ")}]` : describe(value);
+}
 
 export type AttnImplementation = "eager" | "sdpa" | "flex_attention";
 
@@ -45,6 +49,11 @@ export interface Llama4ForwardInputs {
   expert_mask?: ExpertIntervention[];
   /** Compute logits for the last N positions only (0 = all), as transformers' logits_to_keep. */
   logits_to_keep?: number;
+  /** Llama4ForConditionalGeneration: the processor's pixel_values [tiles, 3, H, W] for the <|patch|> tokens of input_ids. */
+  pixel_values?: Tensor;
+  /** Llama4ForConditionalGeneration: image features already projected to the text width, [<|patch|> tokens, hidden_size]
+   * (what pixel_values become; see embed_images), placed in order at the <|patch|> tokens of input_ids. */
+  image_features?: Tensor;
 }
 
 export interface Llama4CausalLMOutput {
@@ -79,7 +88,7 @@ export class DynamicCache {
 
 const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", ...HUB_OPTION_KEYS] as const;
 const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache", "output_hidden_states",
-  "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep"] as const;
+  "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep", "pixel_values", "image_features"] as const;
 
 export class Llama4PreTrainedModel {
   /** Llama4Config for the multimodal layout, Llama4TextConfig for Llama4ForCausalLM checkpoints. */
@@ -215,6 +224,75 @@ export class Llama4PreTrainedModel {
     return table;
   }
 
+  /** Image features for a forward call, checked against the <|patch|> tokens it places them at. */
+  private async imageFeaturesFor(inputs: Llama4ForwardInputs, ids: Int32Array): Promise<Float32Array | undefined> {
+    if (inputs.pixel_values === undefined && inputs.image_features === undefined) return undefined;
+    if (inputs.pixel_values !== undefined && inputs.image_features !== undefined) {
+      throw new Error("forward: pass pixel_values or image_features, not both");
+    }
+    const tokenId = this.imageTokenId("forward");
+    const features = inputs.image_features ?? (await this.embed_images(inputs.pixel_values!));
+    const H = this.text_config.hidden_size;
+    if (!(features instanceof Tensor) || features.dtype !== "float32" || features.dims.length !== 2 || features.dims[1] !== H) {
+      throw new Error(`forward: image_features must be a float32 Tensor [image tokens, ${H}], got ${describeTensor(features)}`);
+    }
+    const tokens = ids.reduce((n, id) => n + (id === tokenId ? 1 : 0), 0);
+    if (tokens !== features.dims[0]) {
+      throw new Error(
+        `forward: image features and image tokens do not match: input_ids has ${tokens} image tokens (id ${tokenId}) ` +
+          `but the images give ${features.dims[0]} features`,
+      );
+    }
+    return features.data as Float32Array;
+  }
+
+  /** The <|patch|> id that image features replace (config.image_token_id; multimodal checkpoints only). */
+  get image_token_id(): number {
+    return this.imageTokenId("image_token_id");
+  }
+
+  private imageTokenId(where: string): number {
+    if (!(this.config instanceof Llama4Config)) {
+      throw new Error(`${where}: ${this.name_or_path} is a text-only checkpoint (Llama4ForCausalLM layout, no vision_config); it cannot take images`);
+    }
+    return this.config.image_token_id;
+  }
+
+  /**
+   * The vision tower and projector over pixel_values [tiles, 3, H, W]: one row per image token,
+   * [tiles * tokens per tile, hidden_size], in the order of the <|patch|> tokens the processor writes.
+   */
+  async embed_images(pixel_values: Tensor): Promise<Tensor> {
+    return (await this.encodeImages(pixel_values, false)).projected;
+  }
+
+  protected async encodeImages(pixel_values: Tensor, withVision: boolean): Promise<{ projected: Tensor; vision?: Tensor }> {
+    this.imageTokenId("pixel_values");
+    const vision = (this.config as Llama4Config).vision_config;
+    const size = vision.image_size as number;
+    if (!(pixel_values instanceof Tensor) || pixel_values.dtype !== "float32") {
+      throw new Error(`pixel_values must be the processor's float32 Tensor [tiles, 3, ${size}, ${size}], got ${describeTensor(pixel_values)}`);
+    }
+    const [tiles, channels, height, width] = pixel_values.dims;
+    if (pixel_values.dims.length !== 4 || channels !== 3 || height !== size || width !== size || tiles < 1) {
+      throw new Error(
+        `pixel_values must be [tiles, 3, ${size}, ${size}] (this model's vision image_size is ${size}), got [${pixel_values.dims.join(", ")}]`,
+      );
+    }
+    const out = await this.engine.encodeImages({
+      pixelValues: pixel_values.data as Float32Array, tiles, height, width, outputVisionFeatures: withVision,
+    });
+    const H = this.text_config.hidden_size;
+    const result: { projected: Tensor; vision?: Tensor } = {
+      projected: new Tensor("float32", out.imageFeatures, [out.imageFeatures.length / H, H]),
+    };
+    if (out.visionFeatures) {
+      const dim = out.visionFeatures.length / (tiles * out.tokensPerTile);
+      result.vision = new Tensor("float32", out.visionFeatures, [tiles, out.tokensPerTile, dim]);
+    }
+    return result;
+  }
+
   /** Runs the decoder; the classes below shape its outputs as their transformers namesakes do. */
   protected async run(inputs: Llama4ForwardInputs): Promise<Llama4CausalLMOutput> {
     if (!inputs || inputs.input_ids === undefined) throw new Error("forward: input_ids is required");
@@ -233,6 +311,7 @@ export class Llama4PreTrainedModel {
     if (positions && (positions.rows !== ids.rows || positions.cols !== ids.cols)) {
       throw new Error(`position_ids must have the shape of input_ids [${ids.rows}, ${ids.cols}]`);
     }
+    const imageFeatures = await this.imageFeaturesFor(inputs, ids.data);
     const attentionLayers = this.attentionLayers(inputs.output_attentions);
     const expertOverride = inputs.expert_mask ? this.expertOverride(inputs.expert_mask) : undefined;
     const keep = inputs.logits_to_keep ?? 0;
@@ -250,6 +329,7 @@ export class Llama4PreTrainedModel {
       attentionLayers: attentionLayers ? Int32Array.from(attentionLayers) : undefined,
       expertOverride,
       logitsToKeep: keep,
+      imageFeatures,
     });
     const V = this.text_config.vocab_size;
     const H = this.text_config.hidden_size;
@@ -342,7 +422,13 @@ export class Llama4ForCausalLM extends Llama4PreTrainedModel {
  * The multimodal checkpoint layout (language_model.model.*, as Meta publishes Llama 4). Its text
  * path is the causal LM's, which it extends; images come with the vision tower.
  */
-export class Llama4ForConditionalGeneration extends Llama4ForCausalLM {}
+export class Llama4ForConditionalGeneration extends Llama4ForCausalLM {
+  /** transformers' get_image_features: the vision model's output for pixel_values, [tiles, tokens per tile, vision_output_dim]
+   * (before the multimodal projector). */
+  async get_image_features(pixel_values: Tensor): Promise<Tensor> {
+    return (await this.encodeImages(pixel_values, true)).vision!;
+  }
+}
 
 export interface Llama4TextModelOutput {
   /** [batch, seq, hidden], after the final norm. */

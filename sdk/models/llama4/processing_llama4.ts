@@ -1,0 +1,270 @@
+// Llama4Processor: the tokenizer and the image processor together, as transformers'
+// processing_llama4.py. Each <|image|> placeholder in the text becomes the image's token layout
+// (tile patches, tile separators, the global thumbnail's patches) before tokenization, so
+// input_ids has one <|patch|> per image feature the vision tower will produce.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+import { readJsonFile } from "../../configuration_utils";
+import { HUB_OPTION_KEYS, hubOptionsOf, PretrainedOptions, resolvePretrained } from "../../hub";
+import { load_image, type ImageInput, type LoadImageOptions } from "../../image_utils";
+import { Tensor } from "../../tensor";
+import {
+  AutoTokenizer,
+  BatchEncoding,
+  CallableInstance,
+  ChatMessage,
+  ChatTemplateOptions,
+  DecodeOptions,
+  PreTrainedTokenizer,
+  TokenizerCallOptions,
+} from "../../tokenization_utils";
+import { checkOptions, describe } from "../../utils/options";
+import { Llama4ImageProcessor, type Llama4ImageProcessorOverrides } from "./image_processing_llama4";
+
+/** What the processor returns: the tokenizer's fields plus pixel_values when there are images.
+ * Spread it into generate: `model.generate({ ...inputs, max_new_tokens: 256 })`. */
+export class BatchFeature<T = number[] | number[][] | Tensor> extends BatchEncoding<T> {
+  /** [total tiles, 3, tile height, tile width], every image's tiles in order. */
+  pixel_values?: Tensor;
+
+  constructor(encoding: BatchEncoding<T>, pixel_values?: Tensor) {
+    super(encoding.input_ids, encoding.attention_mask);
+    if (pixel_values !== undefined) this.pixel_values = pixel_values;
+  }
+}
+
+/** Keyword arguments of `processor({ text, images, ... })`. */
+export interface ProcessorCallOptions extends TokenizerCallOptions, Llama4ImageProcessorOverrides {
+  text?: string | string[];
+  /** One image or a flat list, taken in order by the <|image|> placeholders of all texts. */
+  images?: ImageInput | ImageInput[] | null;
+}
+
+export interface ProcessorChatTemplateOptions extends ChatTemplateOptions {
+  /** Image processor settings for this call (e.g. max_patches). */
+  images_kwargs?: Llama4ImageProcessorOverrides;
+  /** How images named by url / path are loaded (fetch for URLs, pixel limit). */
+  load_image_options?: LoadImageOptions;
+}
+
+export interface ProcessorFromPretrainedOptions extends PretrainedOptions {
+  /** Use this tokenizer instead of loading the repo's. */
+  tokenizer?: PreTrainedTokenizer;
+}
+
+const PROCESSOR_FILES = { required: [], optional: ["processor_config.json", "preprocessor_config.json"] };
+const TOKENIZER_CALL_KEYS = ["add_special_tokens", "padding", "truncation", "max_length", "pad_to_multiple_of",
+  "padding_side", "return_tensors", "return_attention_mask"] as const;
+const IMAGE_KEYS = ["size", "max_patches", "resize_to_max_canvas", "do_rescale", "rescale_factor", "do_normalize",
+  "image_mean", "image_std", "do_convert_rgb", "resample", "do_resize"] as const;
+
+export interface Llama4Processor {
+  (options: ProcessorCallOptions & { return_tensors: "pt" }): Promise<BatchFeature<Tensor>>;
+  (options: ProcessorCallOptions): Promise<BatchFeature>;
+}
+
+export class Llama4Processor extends CallableInstance {
+  readonly image_processor: Llama4ImageProcessor;
+  readonly tokenizer: PreTrainedTokenizer;
+  /** Side of the vision tower's square patches (pixels). */
+  readonly patch_size: number;
+  /** Patches merged into one image token by the pixel shuffle: 1 / pixel_shuffle_ratio². */
+  readonly downsample_ratio: number;
+  /** The placeholder users write in text; each one is expanded into an image's token layout. */
+  readonly fake_image_token: string;
+  readonly image_token: string;
+  readonly image_token_id: number;
+  readonly start_of_img_token: string;
+  readonly end_of_img_token: string;
+  readonly img_patch_token: string;
+  readonly tile_token: string;
+  readonly tile_global_token: string;
+  readonly chat_template: string | null;
+
+  constructor(
+    image_processor: Llama4ImageProcessor,
+    tokenizer: PreTrainedTokenizer,
+    config: {
+      patch_size?: number;
+      pixel_shuffle_ratio?: number;
+      fake_image_token?: string;
+      image_token?: string;
+      start_of_image_token?: string;
+      end_of_image_token?: string;
+      patch_token?: string;
+      tile_x_separator_token?: string;
+      tile_y_separator_token?: string;
+      chat_template?: string | null;
+    } = {},
+  ) {
+    super();
+    this.image_processor = image_processor;
+    this.tokenizer = tokenizer;
+    this.patch_size = positiveInteger(config.patch_size ?? 14, "patch_size");
+    const ratio = config.pixel_shuffle_ratio ?? 0.5;
+    if (!(ratio > 0 && ratio <= 1)) throw new Error(`Llama4Processor: pixel_shuffle_ratio must be in (0, 1], got ${ratio}`);
+    this.downsample_ratio = Math.round(1 / (ratio * ratio));
+    this.fake_image_token = config.fake_image_token ?? "<|image|>";
+    this.image_token = config.image_token ?? "<|image|>";
+    this.start_of_img_token = config.start_of_image_token ?? "<|image_start|>";
+    this.end_of_img_token = config.end_of_image_token ?? "<|image_end|>";
+    this.img_patch_token = config.patch_token ?? "<|patch|>";
+    this.tile_token = config.tile_x_separator_token ?? "<|tile_x_separator|>";
+    this.tile_global_token = config.tile_y_separator_token ?? "<|tile_y_separator|>";
+    this.chat_template = config.chat_template ?? null;
+    for (const token of [this.image_token, this.start_of_img_token, this.end_of_img_token, this.img_patch_token,
+      this.tile_token, this.tile_global_token]) {
+      if (tokenizer.convert_tokens_to_ids(token) === null) {
+        throw new Error(`Llama4Processor: the tokenizer has no token ${token}; it is not a Llama 4 tokenizer`);
+      }
+    }
+    this.image_token_id = tokenizer.convert_tokens_to_ids(this.image_token)!;
+  }
+
+  /** processor_config.json + preprocessor_config.json + the tokenizer of a directory or Hub repo. */
+  static async from_pretrained(pathOrId: string, options: ProcessorFromPretrainedOptions = {}): Promise<Llama4Processor> {
+    checkOptions("from_pretrained", options, [...HUB_OPTION_KEYS, "tokenizer"]);
+    const dir = await resolvePretrained(pathOrId, PROCESSOR_FILES, options);
+    const config = existsSync(join(dir, "processor_config.json")) ? readJsonFile(join(dir, "processor_config.json")) : {};
+    // transformers 5 nests the image processor's settings in processor_config.json; Meta's repos keep them apart.
+    const imageConfig = existsSync(join(dir, "preprocessor_config.json"))
+      ? readJsonFile(join(dir, "preprocessor_config.json"))
+      : (config.image_processor as Record<string, unknown> | undefined);
+    if (!imageConfig) {
+      throw new Error(`${pathOrId}: no preprocessor_config.json (nor an image_processor in processor_config.json): this checkpoint has no image processor`);
+    }
+    const tokenizer = options.tokenizer ?? (await AutoTokenizer.from_pretrained(pathOrId, hubOptionsOf(options)));
+    return new Llama4Processor(new Llama4ImageProcessor(imageConfig), tokenizer, config as ConstructorParameters<typeof Llama4Processor>[2]);
+  }
+
+  /** The text that stands for one image: its tiles' patches in rows, then the global tile's. */
+  _prompt_split_image(aspect_ratio: number[], num_patches_per_chunk: number): string {
+    const [ratio_h, ratio_w] = aspect_ratio;
+    const patches = this.img_patch_token.repeat(num_patches_per_chunk);
+    let text = this.start_of_img_token;
+    if (ratio_h * ratio_w > 1) {
+      for (let y = 0; y < ratio_h; y++) {
+        for (let x = 0; x < ratio_w; x++) {
+          text += patches;
+          if (x < ratio_w - 1) text += this.tile_token;
+        }
+        text += this.tile_global_token;
+      }
+    }
+    return text + this.image_token + patches + this.end_of_img_token;
+  }
+
+  /** transformers' `processor(text=..., images=..., ...)`; instances are callable the same way. */
+  async __call__(options: ProcessorCallOptions): Promise<BatchFeature> {
+    if (options === null || typeof options !== "object" || Array.isArray(options)) {
+      throw new TypeError(`processor: call it with the keyword arguments as one object, processor({ text, images, ... }); got ${describe(options)}`);
+    }
+    checkOptions("processor", options, ["text", "images", ...TOKENIZER_CALL_KEYS, ...IMAGE_KEYS]);
+    const { text, images = null, ...rest } = options;
+    if (text === undefined || text === null) throw new Error("processor: you have to specify text");
+    const batched = Array.isArray(text);
+    const texts = batched ? (text as string[]) : [text as string];
+    texts.forEach((t, i) => {
+      if (typeof t !== "string") throw new TypeError(`processor: text${batched ? `[${i}]` : ""} must be a string, got ${describe(t)}`);
+    });
+    const tokenizerOptions: TokenizerCallOptions = { padding_side: "left" };
+    const imageOverrides: Llama4ImageProcessorOverrides = {};
+    for (const [key, value] of Object.entries(rest)) {
+      if ((TOKENIZER_CALL_KEYS as readonly string[]).includes(key)) (tokenizerOptions as Record<string, unknown>)[key] = value;
+      else (imageOverrides as Record<string, unknown>)[key] = value;
+    }
+
+    const imageList = images === null ? [] : Array.isArray(images) ? images.flat(Infinity as 1) as ImageInput[] : [images];
+    const placeholders = texts.map((t) => t.split(this.fake_image_token).length - 1);
+    const wanted = placeholders.reduce((a, b) => a + b, 0);
+    if (wanted !== imageList.length) {
+      throw new Error(
+        `processor: the text has ${wanted} ${this.fake_image_token} placeholder${wanted === 1 ? "" : "s"} ` +
+          `but ${imageList.length} image${imageList.length === 1 ? " was" : "s were"} given; put one ${this.fake_image_token} where each image goes`,
+      );
+    }
+    if (imageList.length === 0) return new BatchFeature(this.tokenizer(batched ? texts : texts[0], tokenizerOptions));
+
+    const processed = await this.image_processor.preprocess(imageList, imageOverrides);
+    const [, , height, width] = processed.pixel_values.dims;
+    const perTile = Math.floor((Math.floor(height / this.patch_size) * Math.floor(width / this.patch_size)) / this.downsample_ratio);
+    let next = 0;
+    const expanded = texts.map((t) =>
+      t.split(this.fake_image_token).reduce((acc, piece) => acc + this._prompt_split_image(processed.aspect_ratios[next++], perTile) + piece),
+    );
+    const encoding = this.tokenizer(batched ? expanded : expanded[0], tokenizerOptions);
+    return new BatchFeature(encoding, processed.pixel_values);
+  }
+
+  /**
+   * Renders a chat (images as {type: "image", url | path | image}) and, with tokenize (the default),
+   * loads its images in order and returns the processor's output for the rendered text.
+   */
+  apply_chat_template(conversation: ChatMessage[], options: ProcessorChatTemplateOptions & { tokenize: false }): Promise<string>;
+  apply_chat_template(conversation: ChatMessage[], options: ProcessorChatTemplateOptions & { return_tensors: "pt" }): Promise<BatchFeature<Tensor>>;
+  apply_chat_template(conversation: ChatMessage[], options?: ProcessorChatTemplateOptions): Promise<BatchFeature>;
+  async apply_chat_template(conversation: ChatMessage[], options: ProcessorChatTemplateOptions = {}): Promise<string | BatchFeature> {
+    const { tokenize = true, return_dict = true, images_kwargs = {}, load_image_options = {}, return_tensors = null,
+      padding = false, truncation = false, max_length = null, tokenizer_kwargs = {}, ...templateOptions } = options;
+    if (!return_dict && tokenize) throw new Error("apply_chat_template: the processor returns a dict (return_dict must be true)");
+    if (!Array.isArray(conversation) || (conversation.length > 0 && Array.isArray(conversation[0]))) {
+      throw new TypeError("apply_chat_template: the processor takes one conversation (an array of messages)");
+    }
+    const template = templateOptions.chat_template ?? this.chat_template;
+    const text = this.tokenizer.apply_chat_template(conversation, { ...templateOptions, chat_template: template, tokenize: false });
+    if (!tokenize) return text;
+    const sources = imagesOfConversation(conversation);
+    const images = await Promise.all(sources.map(async ({ source, where }) => {
+      try {
+        return await load_image(source, load_image_options);
+      } catch (err) {
+        throw new Error(`apply_chat_template: ${where}: ${(err as Error).message}`, { cause: err });
+      }
+    }));
+    return this.__call__({
+      text, images, return_tensors, padding, truncation, max_length, ...tokenizer_kwargs, ...images_kwargs,
+      add_special_tokens: false, // the template wrote <|begin_of_text|>
+    });
+  }
+
+  decode(ids: number | number[] | Tensor, options?: DecodeOptions): string {
+    return this.tokenizer.decode(ids, options);
+  }
+
+  batch_decode(sequences: number[][] | Tensor, options?: DecodeOptions): string[] {
+    return this.tokenizer.batch_decode(sequences, options);
+  }
+
+  /** As transformers' post_process_image_text_to_text: the texts of generated sequences (special tokens skipped). */
+  post_process_image_text_to_text(sequences: number[][] | Tensor, options: DecodeOptions = {}): string[] {
+    return this.tokenizer.batch_decode(sequences, { skip_special_tokens: true, ...options });
+  }
+}
+
+/** The image parts of a chat, in order, with where each one is (for error messages). */
+function imagesOfConversation(conversation: ChatMessage[]): { source: ImageInput; where: string }[] {
+  const found: { source: ImageInput; where: string }[] = [];
+  conversation.forEach((message, m) => {
+    if (!Array.isArray(message?.content)) return;
+    message.content.forEach((part, p) => {
+      if (part?.type !== "image") return;
+      const where = `messages[${m}].content[${p}]`;
+      const source = part.image ?? part.url ?? part.path ?? part.base64;
+      if (source === undefined || source === null) {
+        throw new Error(`apply_chat_template: ${where} is an image part without "url", "path", "image" or "base64"`);
+      }
+      const asData = part.base64 !== undefined && part.image === undefined && part.url === undefined && part.path === undefined
+        ? `data:image/*;base64,${String(part.base64)}` : source;
+      found.push({ source: asData as ImageInput, where });
+    });
+  });
+  return found;
+}
+
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new Error(`Llama4Processor: ${name} must be a positive integer, got ${describe(value)}`);
+  }
+  return value;
+}
