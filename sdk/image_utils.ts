@@ -39,7 +39,9 @@ export class RawImage {
   }
 }
 
-/** What load_image accepts; strings are file paths, http(s) URLs, `data:image/...;base64,` URLs or bare base64. */
+/** What load_image accepts. Strings are file paths, http(s) or file URLs, `data:image/...;base64,` URLs
+ * or bare base64. A sharp instance is auto-oriented and taken as its pipeline outputs it (its own
+ * options apply, e.g. colour management unless it was created with `ignoreIcc: true`). */
 export type ImageInput = string | URL | Uint8Array | ArrayBuffer | Sharp | RawImage;
 
 export interface LoadImageOptions {
@@ -64,11 +66,15 @@ export async function load_image(input: ImageInput, options: LoadImageOptions = 
   checkOptions("load_image", options, LOAD_IMAGE_OPTION_KEYS);
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (typeof maxPixels !== "number" || !(maxPixels > 0)) throw new Error(`load_image: maxPixels must be a positive number, got ${describe(maxPixels)}`);
+  const { timeout } = options;
+  if (timeout !== undefined && !(typeof timeout === "number" && timeout > 0)) {
+    throw new Error(`load_image: timeout must be a positive number of seconds, got ${describe(timeout)}`);
+  }
 
   if (input instanceof RawImage) return input;
   if (isSharp(input)) return decode(input.clone().autoOrient(), "sharp instance", maxPixels);
   if (input instanceof Uint8Array || input instanceof ArrayBuffer) {
-    const bytes = Buffer.from(input instanceof ArrayBuffer ? new Uint8Array(input) : input);
+    const bytes = input instanceof ArrayBuffer ? Buffer.from(input) : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     return decodeBytes(bytes, `image bytes (${bytes.length} bytes)`, maxPixels);
   }
   if (input instanceof URL) return loadUrl(input, options, maxPixels);
@@ -128,22 +134,19 @@ async function loadUrl(url: URL, options: LoadImageOptions, maxPixels: number): 
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`load_image: ${url.href}: only http(s) and file URLs are supported`);
   const fetchImpl = options.fetch ?? globalThis.fetch;
   const { timeout } = options;
-  if (timeout !== undefined && !(typeof timeout === "number" && timeout > 0)) {
-    throw new Error(`load_image: timeout must be a positive number of seconds, got ${describe(timeout)}`);
-  }
   let bytes: Buffer;
   try {
     const response = await fetchImpl(url, { redirect: "follow", signal: timeout === undefined ? undefined : AbortSignal.timeout(timeout * 1000) });
     if (!response.ok) throw new Error(`HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}`);
     bytes = Buffer.from(await response.arrayBuffer());
   } catch (e) {
-    throw new Error(`load_image: ${url.href}: ${innermostMessage(e)}`);
+    throw new Error(`load_image: ${url.href}: ${messageChain(e)}`);
   }
   return decodeBytes(bytes, url.href, maxPixels);
 }
 
-/** "fetch failed" hides the reason (refused, DNS, timeout) in its cause. */
-function innermostMessage(err: unknown): string {
+/** The message with those of its causes: "fetch failed" hides the reason (refused, DNS, TLS) there. */
+function messageChain(err: unknown): string {
   let msg = err instanceof Error ? err.message : String(err);
   for (let cur = err, depth = 0; depth < 5 && cur instanceof Error && cur.cause instanceof Error; depth++) {
     cur = cur.cause;
@@ -152,7 +155,7 @@ function innermostMessage(err: unknown): string {
   return msg;
 }
 
-function decodeBytes(bytes: Buffer, what: string, maxPixels: number): Promise<RawImage> {
+async function decodeBytes(bytes: Buffer, what: string, maxPixels: number): Promise<RawImage> {
   if (bytes.length === 0) throw new Error(`load_image: ${what}: empty, no image data`);
   // failOn "truncated" rejects cut-off files and decoder errors, as PIL does, while accepting the
   // recoverable "corrupt data" warnings PIL also ignores. Our own maxPixels replaces sharp's limit.
@@ -210,13 +213,14 @@ function toRgb(src: Uint8Array, info: OutputInfo, cmyk: boolean): RawImage {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Resampling. transformers resizes the uint8 image with torchvision `resize(BILINEAR, antialias=True)`;
-// on CPU torch runs the Pillow-SIMD algorithm in fixed point: per output pixel, triangle-filter
-// weights stretched by the scale when downscaling, computed in double, normalised, then quantised to
-// int16 with one precision per axis; the horizontal pass runs first into a uint8 image, then the
-// vertical pass; each output is (sum + 2^(p-1)) >> p clamped to 0..255. One uint8 level is 0.0078
-// after normalisation, so matching transformers needs this integer arithmetic bit for bit, which
-// sharp's (libvips) resize does not reproduce; that is why it is written out here.
+// Resampling. transformers resizes the uint8 image with torchvision `resize(BILINEAR, antialias=True)`.
+// On CPUs with AVX2 (and on arm64) torch runs Pillow-SIMD's fixed-point algorithm: per output pixel,
+// triangle-filter weights (stretched by the scale when downscaling) computed in double, normalised,
+// then quantised to int16 with one precision per axis; a horizontal pass into a uint8 image, then a
+// vertical pass; each output is (sum + 2^(p-1)) >> p clamped to 0..255. (Elsewhere torchvision
+// resizes in float and rounds, so transformers' own output differs slightly there.) One uint8 level
+// is 0.0078 after normalisation, so matching transformers needs this integer arithmetic bit for bit,
+// which sharp's (libvips) resize does not give; that is why it is written out here.
 
 /** The taps of one axis: for output i, `count[i]` input pixels from `first[i]` with `weights[i * maxTaps + k]`. */
 interface AxisTaps {

@@ -35,8 +35,14 @@ export { AsyncTextIteratorStreamer, TextStreamer } from "./generation/streamers"
 export type { BaseStreamer } from "./generation/streamers";
 export { AutoProcessor } from "./models/auto/processing_auto";
 export { BatchFeature, Llama4Processor } from "./models/llama4/processing_llama4";
-export type { ProcessorCallOptions, ProcessorChatTemplateOptions, ProcessorFromPretrainedOptions } from "./models/llama4/processing_llama4";
+export type {
+  ImagePatchLayout,
+  ProcessorCallOptions,
+  ProcessorChatTemplateOptions,
+  ProcessorFromPretrainedOptions,
+} from "./models/llama4/processing_llama4";
 export { Llama4ImageProcessor, Llama4ImageProcessorFast } from "./models/llama4/image_processing_llama4";
+export type { Llama4ImageProcessorCallOptions, Llama4ImageProcessorOutput } from "./models/llama4/image_processing_llama4";
 export { load_image, RawImage } from "./image_utils";
 export type { ImageInput, LoadImageOptions } from "./image_utils";
 export { AutoTokenizer, PreTrainedTokenizer, PreTrainedTokenizerFast, TokenizersBackend, BatchEncoding } from "./tokenization_utils";

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 
-import { AutoProcessor, AutoTokenizer, Llama4ImageProcessor, Llama4Processor, PreTrainedTokenizer, Tensor } from "../sdk";
+import { AutoProcessor, AutoTokenizer, Llama4ImageProcessor, Llama4Processor, load_image, PreTrainedTokenizer, Tensor } from "../sdk";
 import { FIXTURES, modelDir } from "./helpers/fixtures";
 
 const golden = JSON.parse(readFileSync(join(FIXTURES, "multimodal-goldens.json"), "utf8")).processor;
@@ -69,6 +69,16 @@ test("the processor's layout string for 2x3 tiles, spelled out", () => {
   const row = [patches, patches, patches].join("<|tile_x_separator|>") + "<|tile_y_separator|>";
   expect(p._prompt_split_image([2, 3], 4)).toBe(`<|image_start|>${row}${row}<|image|>${patches}<|image_end|>`);
   expect(p._prompt_split_image([1, 1], 4)).toBe(`<|image_start|><|image|>${patches}<|image_end|>`);
+});
+
+test("image_layout: the tile grid and token count the processor used for an image", async () => {
+  const p = processors.get(56)!;
+  const image = await load_image(join(IMAGES, "dog.jpg"));
+  const layout = p.image_layout(image);
+  const out = await p({ text: "<|image|>", images: [image] });
+  const patches = (out.input_ids as number[]).filter((id) => id === layout.patch_id).length;
+  expect(layout).toMatchObject({ image_width: 512, image_height: 512, tile_size: 56, aspect_ratio: [4, 4], resized_width: 224, resized_height: 224, tokens_per_tile: 4 });
+  expect(patches).toBe((4 * 4 + 1) * layout.tokens_per_tile);
 });
 
 describe("bad input", () => {

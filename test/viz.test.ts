@@ -10,7 +10,7 @@ import sharp from "sharp";
 import { createRequire } from "node:module";
 
 import type { GenerationTraceData, LayerRouting } from "../sdk/trace";
-import { Llama4ForCausalLM } from "../sdk";
+import { Llama4ForCausalLM, RawImage } from "../sdk";
 import {
   PLOTLY_MIME,
   VEGALITE_MIME,
@@ -47,6 +47,9 @@ import {
   transitionHeatmapPlotly,
   transitionSankey,
   weightMemoryChart,
+  imageAttention,
+  imageAttentionData,
+  type ImagePatchLayout,
   type PlotlyFigure,
   type VegaLiteSpec,
 } from "../viz";
@@ -411,6 +414,65 @@ describe("attention", () => {
     expectCompiles(fullGrid);
     expect(values(fullGrid).filter((r) => r.kind !== "cell")).toEqual([]);
     expect(fullGrid.columns).toBe(2);
+  });
+});
+
+describe("attention onto image patches", () => {
+  // A prompt with one image of 1x2 tiles of 4 tokens (2x2) plus the global tile, one text token and
+  // two generated tokens. Ids: 10 <|image_start|>, 20 <|patch|>, 11/12 tile separators, 13 <|image|>, 14 <|image_end|>.
+  const ids = [1, 10, 20, 20, 20, 20, 11, 20, 20, 20, 20, 12, 13, 20, 20, 20, 20, 14, 5, 6, 7];
+  const patchPositions = [2, 3, 4, 5, 7, 8, 9, 10, 13, 14, 15, 16];
+  // Heads 0 and 1 of layer 1 (full attention): generated queries 19 and 20 give key p the weight p/100 (head 0), p/200 (head 1).
+  const probs = (head: number) => ids.map((_, q) =>
+    Array.from({ length: q + 1 }, (_, k) => (q >= 19 && patchPositions.includes(k) ? k / (head === 0 ? 100 : 200) : 0)));
+  const imageTrace: GenerationTraceData = {
+    ...trace,
+    tokens: ids.map((id, i) => ({ id, text: `#${id}`, is_prompt: i < 19 })),
+    attention: [{ layer: 1, head: 0, probs: probs(0) }, { layer: 1, head: 1, probs: probs(1) }, { layer: 0, head: 0, probs: probs(0).map((r) => r.map(() => 0)) }],
+  };
+  // A 200x100 image in 56-pixel tiles: resized to 112x56, two tiles across.
+  const layout: ImagePatchLayout = {
+    image_width: 200, image_height: 100, tile_size: 56, aspect_ratio: [1, 2], resized_width: 112, resized_height: 56,
+    tokens_per_tile: 4, image_start_id: 10, patch_id: 20,
+  };
+  const mean = (p: number) => (p / 100 + p / 200) / 2;
+
+  test("tile and global grids hold the mean attention of the generated tokens, laid out like the image", () => {
+    const data = imageAttentionData(imageTrace, { layer: 1, layout });
+    expect(data.queries).toEqual([19, 20]);
+    expect(data.positions).toEqual(patchPositions);
+    // tile 0 = positions 2..5 (2x2, row-major), tile 1 = 7..10 to its right; the global tile 13..16
+    const close = (got: number[][] | null, want: number[][]) => {
+      expect(got!.map((r) => r.length)).toEqual(want.map((r) => r.length));
+      got!.flat().forEach((v, i) => expect(v).toBeCloseTo(want.flat()[i], 12));
+    };
+    close(data.tiles, [[mean(2), mean(3), mean(7), mean(8)], [mean(4), mean(5), mean(9), mean(10)]]);
+    close(data.global, [[mean(13), mean(14)], [mean(15), mean(16)]]);
+    const head1 = imageAttentionData(imageTrace, { layer: 1, layout, head: 1, queries: [19] });
+    close(head1.global, [[13 / 200, 14 / 200], [15 / 200, 16 / 200]]);
+  });
+
+  test("drawn over the image: cells sized in image pixels, a valid Plotly figure", async () => {
+    const image = new RawImage(new Uint8Array(200 * 100 * 3).fill(128), 200, 100);
+    const fig = await imageAttention(imageTrace, { layer: 1, layout, image });
+    expect(plotlyErrors(fig)).toEqual([]);
+    expect(fig.data.map((d) => [d.dx, d.dy])).toEqual([[50, 50], [100, 50]]); // 28px tile cells scaled by 200/112 and 100/56
+    const images = fig.layout.images as Row[];
+    expect(images).toHaveLength(2);
+    expect(String(images[0].source)).toMatch(/^data:image\/png;base64,/);
+    expect(images.map((i) => [i.sizex, i.sizey])).toEqual([[200, 100], [200, 100]]);
+  });
+
+  test("errors name what is wrong", async () => {
+    expect(() => imageAttentionData(imageTrace, { layer: 1, layout: { ...layout, aspect_ratio: [2, 2] } })).toThrow(
+      /image 0 has 12 patch tokens in the trace, but its layout \(2x2 tiles of 4\) needs 20/,
+    );
+    expect(() => imageAttentionData(imageTrace, { layer: 1, layout, image_index: 1 })).toThrow(/image_index 1 does not exist: the trace has 1 image/);
+    expect(() => imageAttentionData(imageTrace, { layer: 3, layout })).toThrow(/no attention recorded for layer 3/);
+    expect(() => imageAttentionData(imageTrace, { layer: 0, layout })).toThrow(/chunked-attention layer whose chunk does not reach back to the image/);
+    expect(() => imageAttentionData(imageTrace, { layer: 1, layout, queries: [10] })).toThrow(/query 10 must be a recorded position after the image/);
+    const image = new RawImage(new Uint8Array(10 * 10 * 3), 10, 10);
+    await expect(imageAttention(imageTrace, { layer: 1, layout, image })).rejects.toThrow(/the image is 10x10 but the layout is for 200x100/);
   });
 });
 

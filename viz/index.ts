@@ -53,6 +53,9 @@ export {
   maskedBlocks,
 } from "./attention";
 export type { AttentionCell, AttentionOptions, LayerKind } from "./attention";
+export { imageAttention, imageAttentionData } from "./image_attention";
+export type { ImageAttentionData, ImageAttentionOptions } from "./image_attention";
+export type { ImagePatchLayout } from "../sdk/models/llama4/processing_llama4";
 
 export { kvCacheChart, kvCacheData, peakMemoryChart, peakMemoryData, weightMemoryChart, weightMemoryData } from "./memory";
 export type { KVRow, PeakRow, WeightRow } from "./memory";

@@ -6,8 +6,8 @@
 // row by row; an image of more than one tile also gets a global tile: the whole image squeezed to
 // one tile. Resizing is torch's uint8 antialiased bilinear (see resizeBilinearAntialias), and
 // rescale + normalise run in bfloat16 as transformers does, so pixel_values carry bfloat16 values.
-import { join } from "node:path";
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 
 import { readJsonFile, type JsonObject } from "../../configuration_utils";
 import { HUB_OPTION_KEYS, hubOptionsOf, resolvePretrained, type PretrainedOptions } from "../../hub";
@@ -160,6 +160,13 @@ export class Llama4ImageProcessor extends CallableInstance {
       }
     }));
     return tileImages(decoded, settings);
+  }
+
+  /** How an image of this size is laid out: its tile grid, the canvas and the size it is resized to inside it. */
+  plan(width: number, height: number): { aspect_ratio: [number, number]; canvas: [number, number]; resized: [number, number] } {
+    const s = this.settings();
+    const p = planImage(height, width, s, find_supported_resolutions(s.max_patches, s.size));
+    return { aspect_ratio: [p.rows, p.cols], canvas: p.canvas, resized: p.resized };
   }
 
   private settings(): Settings {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 import { readJsonFile } from "../../configuration_utils";
 import { HUB_OPTION_KEYS, hubOptionsOf, PretrainedOptions, resolvePretrained } from "../../hub";
-import { load_image, type ImageInput, type LoadImageOptions } from "../../image_utils";
+import { load_image, RawImage, type ImageInput, type LoadImageOptions } from "../../image_utils";
 import { Tensor } from "../../tensor";
 import {
   AutoTokenizer,
@@ -39,6 +39,27 @@ export interface ProcessorCallOptions extends TokenizerCallOptions, Llama4ImageP
   text?: string | string[];
   /** One image or a flat list, taken in order by the <|image|> placeholders of all texts. */
   images?: ImageInput | ImageInput[] | null;
+  /** How images named by path / URL / bytes are loaded (fetch for URLs, pixel limit). */
+  load_image_options?: LoadImageOptions;
+}
+
+/** Where an image's <|patch|> tokens lie in the image (for drawing attention over it). */
+export interface ImagePatchLayout {
+  /** The image as loaded (after EXIF orientation). */
+  image_width: number;
+  image_height: number;
+  /** Side of a square tile, in pixels of the processed image. */
+  tile_size: number;
+  /** [tiles down, tiles across]. */
+  aspect_ratio: [number, number];
+  /** Size of the image inside the tile canvas (the rest is padding). */
+  resized_width: number;
+  resized_height: number;
+  /** Image tokens per tile (a square: g x g, each covering 2 x 2 patches after the pixel shuffle). */
+  tokens_per_tile: number;
+  /** Token ids of <|image_start|> and <|patch|>. */
+  image_start_id: number;
+  patch_id: number;
 }
 
 export interface ProcessorChatTemplateOptions extends ChatTemplateOptions {
@@ -160,8 +181,8 @@ export class Llama4Processor extends CallableInstance {
     if (options === null || typeof options !== "object" || Array.isArray(options)) {
       throw new TypeError(`processor: call it with the keyword arguments as one object, processor({ text, images, ... }); got ${describe(options)}`);
     }
-    checkOptions("processor", options, ["text", "images", ...TOKENIZER_CALL_KEYS, ...IMAGE_KEYS]);
-    const { text, images = null, ...rest } = options;
+    checkOptions("processor", options, ["text", "images", "load_image_options", ...TOKENIZER_CALL_KEYS, ...IMAGE_KEYS]);
+    const { text, images = null, load_image_options, ...rest } = options;
     if (text === undefined || text === null) throw new Error("processor: you have to specify text");
     const batched = Array.isArray(text);
     const texts = batched ? (text as string[]) : [text as string];
@@ -186,15 +207,37 @@ export class Llama4Processor extends CallableInstance {
     }
     if (imageList.length === 0) return new BatchFeature(this.tokenizer(batched ? texts : texts[0], tokenizerOptions));
 
-    const processed = await this.image_processor.preprocess(imageList, imageOverrides);
+    const processed = await this.image_processor.preprocess(imageList, { ...imageOverrides, load_image_options });
     const [, , height, width] = processed.pixel_values.dims;
-    const perTile = Math.floor((Math.floor(height / this.patch_size) * Math.floor(width / this.patch_size)) / this.downsample_ratio);
+    const perTile = this.tokensPerTile(height, width);
     let next = 0;
     const expanded = texts.map((t) =>
       t.split(this.fake_image_token).reduce((acc, piece) => acc + this._prompt_split_image(processed.aspect_ratios[next++], perTile) + piece),
     );
     const encoding = this.tokenizer(batched ? expanded : expanded[0], tokenizerOptions);
     return new BatchFeature(encoding, processed.pixel_values);
+  }
+
+  private tokensPerTile(height: number, width: number): number {
+    return Math.floor((Math.floor(height / this.patch_size) * Math.floor(width / this.patch_size)) / this.downsample_ratio);
+  }
+
+  /** Where the <|patch|> tokens of `image` (as load_image returns it) lie in it: see viz's imageAttention. */
+  image_layout(image: RawImage): ImagePatchLayout {
+    if (!(image instanceof RawImage)) throw new TypeError(`image_layout: expected a RawImage (await load_image(...)), got ${describe(image)}`);
+    const plan = this.image_processor.plan(image.width, image.height);
+    const { height, width } = this.image_processor.size;
+    return {
+      image_width: image.width,
+      image_height: image.height,
+      tile_size: height,
+      aspect_ratio: plan.aspect_ratio,
+      resized_width: plan.resized[1],
+      resized_height: plan.resized[0],
+      tokens_per_tile: this.tokensPerTile(height, width),
+      image_start_id: this.tokenizer.convert_tokens_to_ids(this.start_of_img_token)!,
+      patch_id: this.tokenizer.convert_tokens_to_ids(this.img_patch_token)!,
+    };
   }
 
   /**
