@@ -2,7 +2,9 @@
 // llama4-ts command line: quick generation and chat outside notebooks, streaming tokens.
 //   llama4-ts generate "Once upon a time" [--max-new-tokens 64] [--do-sample] [--temperature 0.7] [--seed 1]
 //   llama4-ts chat [--system "You are terse."]
-// Both take --model ID|DIR (default: $LLAMA4_TS_MODEL, else the embedded model) and --dtype.
+// Both take --model ID|DIR (default: $LLAMA4_TS_MODEL, else the embedded model), --dtype, and
+// --image PATH|URL (repeatable) for a multimodal checkpoint: the images go before the prompt (the
+// first chat message).
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
@@ -10,6 +12,7 @@ import { default_model } from "./embedded";
 import { TextStreamer } from "./generation/streamers";
 import { Llama4ForCausalLM, Llama4ForConditionalGeneration } from "./models/llama4/modeling_llama4";
 import { AutoTokenizer, ChatMessage } from "./tokenization_utils";
+import { AutoProcessor } from "./models/auto/processing_auto";
 import { resolvePretrained } from "./hub";
 import { readJsonFile } from "./configuration_utils";
 import { set_seed } from "./utils/random";
@@ -26,7 +29,8 @@ options:
   --temperature T       with --do-sample (default 0.7)
   --top-p P             with --do-sample
   --seed N              makes sampling reproducible
-  --system TEXT         chat: a system message`;
+  --system TEXT         chat: a system message
+  --image PATH|URL      an image for the prompt / first chat message (repeat for several)`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -41,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
       "top-p": { type: "string" },
       seed: { type: "string" },
       system: { type: "string" },
+      image: { type: "string", multiple: true, default: [] },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -61,28 +66,38 @@ async function main(argv: string[]): Promise<number> {
     ? { do_sample: true, temperature: Number(values.temperature), ...(values["top-p"] ? { top_p: Number(values["top-p"]) } : {}) }
     : { do_sample: false };
 
+  const images = values.image as string[];
   const dir = await resolvePretrained(modelId, { required: ["config.json"] });
   const Model = "text_config" in readJsonFile(join(dir, "config.json")) ? Llama4ForConditionalGeneration : Llama4ForCausalLM;
   const [tokenizer, model] = await Promise.all([AutoTokenizer.from_pretrained(modelId), Model.from_pretrained(modelId, { dtype: values.dtype })]);
+  // Images need the processor (and a checkpoint with a vision tower, which it checks).
+  const processor = images.length ? await AutoProcessor.from_pretrained(modelId, { tokenizer }) : null;
   const streamer = new TextStreamer(tokenizer, { skip_prompt: true, skip_special_tokens: true });
 
   if (command === "generate") {
     const prompt = rest.join(" ");
     if (!prompt) throw new Error('generate needs a prompt: llama4-ts generate "Once upon a time"');
     process.stdout.write(prompt);
-    await model.generate({ input_ids: [tokenizer.encode(prompt)], max_new_tokens: maxNew, streamer, ...sampling });
+    const inputs = processor
+      ? await processor({ text: processor.fake_image_token.repeat(images.length) + prompt, images, return_tensors: "pt" })
+      : { input_ids: [tokenizer.encode(prompt)] };
+    await model.generate({ ...inputs, max_new_tokens: maxNew, streamer, ...sampling });
     return 0;
   }
 
   const messages: ChatMessage[] = values.system ? [{ role: "system", content: values.system }] : [];
+  let pendingImages = images.map((path) => ({ type: "image", path }));
   const rl = createInterface({ input: process.stdin, terminal: false });
   process.on("SIGINT", () => model.cancel()); // Ctrl-C stops the answer being generated
   process.stdout.write("> ");
   for await (const raw of rl) {
     const line = raw.trim();
     if (!line) break;
-    messages.push({ role: "user", content: line });
-    const inputs = tokenizer.apply_chat_template(messages, { add_generation_prompt: true, return_dict: true, return_tensors: "pt" });
+    messages.push(pendingImages.length ? { role: "user", content: [...pendingImages, { type: "text", text: line }] } : { role: "user", content: line });
+    pendingImages = [];
+    const inputs = processor
+      ? await processor.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt" })
+      : tokenizer.apply_chat_template(messages, { add_generation_prompt: true, return_dict: true, return_tensors: "pt" });
     const out = await model.generate({ ...inputs, max_new_tokens: maxNew, streamer, ...sampling });
     const answer = tokenizer.decode(Array.from(out.data.subarray(inputs.input_ids.dims[1])), { skip_special_tokens: true });
     messages.push({ role: "assistant", content: answer });

@@ -6,7 +6,8 @@
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 
-import { AutoTokenizer, Llama4ForCausalLM, Llama4ForConditionalGeneration, Llama4Processor, Tensor } from "../sdk";
+import { AutoTokenizer, Llama4ForCausalLM, Llama4ForConditionalGeneration, Llama4Processor, load_image, Tensor } from "../sdk";
+import { imageAttentionData } from "../viz";
 import { FIXTURES, modelDir } from "./helpers/fixtures";
 
 const INSTRUCT = modelDir("tiny-llama4-instruct");
@@ -40,7 +41,7 @@ test("pixel_values and the same features passed as image_features give the same 
   const inputs = await processor.apply_chat_template(chat(pasta, "What is this?"), { add_generation_prompt: true, return_tensors: "pt" });
   const a = await model.forward({ ...inputs, logits_to_keep: 1 });
   const b = await model.forward({ input_ids: inputs.input_ids, image_features: await model.embed_images(inputs.pixel_values!), logits_to_keep: 1 });
-  const maxDiff = (x: Tensor, y: Tensor) => x.data.reduce((m, v, i) => Math.max(m, Math.abs(v - y.data[i])), 0);
+  const maxDiff = (x: Tensor, y: Tensor) => (x.data as Float32Array).reduce((m, v, i) => Math.max(m, Math.abs(v - y.data[i])), 0);
   expect(maxDiff(a.logits, b.logits)).toBe(0);
   // and the images matter: without them the <|patch|> tokens are plain tokens
   const plain = await model.forward({ input_ids: inputs.input_ids, logits_to_keep: 1 });
@@ -74,6 +75,27 @@ test("a left-padded batch of two prompts with images generates what each prompt 
     const alone = newIds(await model.generate({ ...single, max_new_tokens: 8, do_sample: false }), single.input_ids.dims[1])[0];
     expect(together[i]).toEqual(alone);
   }
+});
+
+test("a traced prompt with an image: attention on its patches, laid out by processor.image_layout", async () => {
+  const eager = await Llama4ForConditionalGeneration.from_pretrained(INSTRUCT, { attn_implementation: "eager" });
+  const full = eager.text_config.layer_types.indexOf("full_attention");
+  const image = await load_image(dog);
+  const inputs = await processor.apply_chat_template(
+    [{ role: "user", content: [{ type: "image", image }, { type: "text", text: "Describe." }] }],
+    { add_generation_prompt: true, return_tensors: "pt" },
+  );
+  const trace = await eager.trace({ ...inputs, attention_layers: [full] });
+  const last = trace.tokens.length - 1;
+  const data = imageAttentionData(trace, { layer: full, layout: processor.image_layout(image) });
+  expect(data.queries).toEqual([last]);
+  expect(data.positions).toHaveLength(17 * 4);
+  // The grids hold exactly the probabilities the last token gives the patch positions, averaged over heads.
+  const heads = trace.attention.filter((a) => a.layer === full);
+  const expected = data.positions.map((pos) => heads.reduce((sum, a) => sum + a.probs[last][pos], 0) / heads.length);
+  const laidOut = [...data.tiles!.flatMap((row, r) => row.map((v, c) => ({ v, k: (Math.floor(r / 2) * 4 + Math.floor(c / 2)) * 4 + (r % 2) * 2 + (c % 2) }))),
+    ...data.global.flatMap((row, r) => row.map((v, c) => ({ v, k: 16 * 4 + r * 2 + c })))];
+  for (const { v, k } of laidOut) expect(v).toBeCloseTo(expected[k], 12);
 });
 
 describe("bad input", () => {

@@ -384,13 +384,25 @@ export class Llama4ForCausalLM extends Llama4PreTrainedModel {
    * maps and memory) as a GenerationTrace. Use generate({ output_trace }) to trace generated text too.
    */
   async trace(
-    inputs: { input_ids: IdsInput; expert_mask?: ExpertIntervention[]; tokenizer?: { decode(ids: number[]): string } } & TraceOptions,
+    inputs: {
+      input_ids: IdsInput;
+      /** The processor's pixel_values for a prompt with images (multimodal checkpoints). */
+      pixel_values?: Tensor;
+      attention_mask?: IdsInput;
+      expert_mask?: ExpertIntervention[];
+      tokenizer?: { decode(ids: number[]): string };
+    } & TraceOptions,
   ): Promise<GenerationTrace> {
-    checkOptions("trace", inputs, ["input_ids", "expert_mask", "tokenizer", "attention_layers", "memory"]);
+    checkOptions("trace", inputs, ["input_ids", "pixel_values", "attention_mask", "expert_mask", "tokenizer", "attention_layers", "memory"]);
     const ids = toIdMatrix(inputs.input_ids, "input_ids");
     if (ids.rows !== 1) throw new Error(`trace: one sequence at a time (input_ids has ${ids.rows} rows)`);
+    // The mask is accepted so that a processor's or tokenizer's output can be spread in; padding is not.
+    if (inputs.attention_mask !== undefined && toIdMatrix(inputs.attention_mask, "attention_mask").data.some((m) => m !== 1)) {
+      throw new Error("trace: the sequence must not be padded (attention_mask has zeros)");
+    }
     const out = await this.forward({
       input_ids: [Array.from(ids.data)],
+      pixel_values: inputs.pixel_values,
       output_router_logits: true,
       output_attentions: inputs.attention_layers,
       expert_mask: inputs.expert_mask,
