@@ -9,6 +9,7 @@ import type { BatchFeature, Llama4Processor } from "../models/llama4/processing_
 import { Tensor } from "../tensor";
 import type { ChatMessage } from "../tokenization_utils";
 import { checkOptions, describe } from "../utils/options";
+import { pipelineGenerationOptions } from "./text_generation";
 
 export interface ImageTextToTextOptions extends Omit<GenerateOptions, "input_ids" | "attention_mask" | "pixel_values" | "image_features"> {
   /** The text when the first argument is the image(s), as Python's pipe(image, text=...). */
@@ -85,15 +86,7 @@ export class ImageTextToTextPipeline {
   }
 
   private generationOptions(options: ImageTextToTextOptions): Record<string, unknown> {
-    const user = Object.fromEntries(Object.entries(options).filter(([k]) => !(PIPELINE_KEYS as readonly string[]).includes(k)));
-    const set = new Set([...this.model.generation_config.setKeys(), ...Object.keys(user)]);
-    const added: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(PIPELINE_GENERATION_DEFAULTS)) {
-      if (!set.has(k) && !(k === "max_new_tokens" && set.has("max_length"))) added[k] = v;
-    }
-    const pad = this.tokenizer.pad_token_id;
-    if (pad !== null && !set.has("pad_token_id")) added.pad_token_id = pad;
-    return { ...user, ...added };
+    return pipelineGenerationOptions(this.model, this.tokenizer.pad_token_id, options, PIPELINE_KEYS, PIPELINE_GENERATION_DEFAULTS);
   }
 
   private async records(

@@ -43,6 +43,30 @@ const GENERATE_EXTRA_KEYS = ["generation_config", "streamer", "logits_processor"
 const PIPELINE_GENERATION_DEFAULTS: Record<string, unknown> = { max_new_tokens: 256, do_sample: true, temperature: 0.7 };
 const SAMPLING_KEYS = new Set(["temperature", "top_k", "top_p", "min_p"]);
 
+/**
+ * The generate() options of a pipeline call: the caller's (minus the pipeline's own keys), plus the
+ * task's defaults for what neither the caller nor the checkpoint's generation_config sets (sampling
+ * defaults only when sampling ends up on), plus the tokenizer's pad token.
+ */
+export function pipelineGenerationOptions(
+  model: Llama4ForCausalLM,
+  padTokenId: number | null,
+  options: object,
+  pipelineKeys: readonly string[],
+  defaults: Record<string, unknown>,
+): Record<string, unknown> {
+  const user: Record<string, unknown> = Object.fromEntries(Object.entries(options).filter(([k]) => !pipelineKeys.includes(k)));
+  const set = new Set([...model.generation_config.setKeys(), ...Object.keys(user)]);
+  const added: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(defaults)) {
+    if (!set.has(k) && !(k === "max_new_tokens" && set.has("max_length"))) added[k] = v;
+  }
+  const sampling = { ...Object.fromEntries([...set].map((k) => [k, user[k] ?? model.generation_config[k]])), ...added }.do_sample;
+  if (!sampling) for (const k of Object.keys(added)) if (SAMPLING_KEYS.has(k)) delete added[k];
+  if (padTokenId !== null && !set.has("pad_token_id")) added.pad_token_id = padTokenId;
+  return { ...user, ...added };
+}
+
 function isChat(value: unknown): value is Chat {
   return Array.isArray(value) && value.length > 0 && typeof value[0] === "object" && value[0] !== null && !Array.isArray(value[0]);
 }
@@ -79,16 +103,7 @@ export class TextGenerationPipeline {
   }
 
   private generationOptions(options: TextGenerationOptions): Record<string, unknown> {
-    const user = Object.fromEntries(Object.entries(options).filter(([k]) => !(PIPELINE_KEYS as readonly string[]).includes(k)));
-    const set = new Set([...this.model.generation_config.setKeys(), ...Object.keys(user)]);
-    const added: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(PIPELINE_GENERATION_DEFAULTS)) {
-      if (!set.has(k) && !(k === "max_new_tokens" && set.has("max_length"))) added[k] = v;
-    }
-    const sampling = { ...Object.fromEntries([...set].map((k) => [k, (user as Record<string, unknown>)[k] ?? this.model.generation_config[k]])), ...added }.do_sample;
-    if (!sampling) for (const k of Object.keys(added)) if (SAMPLING_KEYS.has(k)) delete added[k];
-    if (this.tokenizer.pad_token_id !== null && !set.has("pad_token_id")) added.pad_token_id = this.tokenizer.pad_token_id;
-    return { ...user, ...added };
+    return pipelineGenerationOptions(this.model, this.tokenizer.pad_token_id, options, PIPELINE_KEYS, PIPELINE_GENERATION_DEFAULTS);
   }
 
   private async one(prompt: TextGenerationInput, options: TextGenerationOptions): Promise<GeneratedRecord[]> {
