@@ -6,7 +6,7 @@ export type { MimeBundle, DisplayOptions } from "./display";
 export { ProgressBar, downloadProgress, formatBytes, textBar, Throttle } from "./progress";
 export type { ProgressBarOptions, DownloadProgressOptions } from "./progress";
 export { DisplayStreamer } from "./streamer";
-export { show, showHTML } from "./show";
+export { show, showHTML, showImage } from "./show";
 export type { DisplayStreamerOptions } from "./streamer";
 export {
   registerCancellable,

@@ -229,6 +229,8 @@ test("pipeline(\"image-text-to-text\") on a chat and on an image with text", asy
   expect(urlsToNames(await pipe(chat, { max_new_tokens: 20, do_sample: false, return_full_text: false }))).toEqual(
     expected.return_full_text_false,
   );
+  // a list of chats: one list of records per chat
+  expect(urlsToNames(await pipe([chat, chat], { max_new_tokens: 20, do_sample: false }))).toEqual([expected.output, expected.output]);
   const pair = multimodal.pipeline_image_text;
   const out = await pipe(join(FIXTURES, "images", pair.image), { text: pair.text, max_new_tokens: 12, do_sample: false });
   expect(out).toEqual(pair.output);

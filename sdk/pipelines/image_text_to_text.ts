@@ -34,6 +34,10 @@ const GENERATE_EXTRA_KEYS = ["generation_config", "streamer", "logits_processor"
 // transformers' default for this task when neither the caller nor the checkpoint sets it.
 const PIPELINE_GENERATION_DEFAULTS: Record<string, unknown> = { max_new_tokens: 256 };
 
+function isPair(value: unknown): value is { images: ImageInput | ImageInput[]; text: string } {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && "images" in value && "text" in value;
+}
+
 function isChat(value: unknown): value is ChatMessage[] {
   return Array.isArray(value) && value.length > 0 && typeof value[0] === "object" && value[0] !== null &&
     !Array.isArray(value[0]) && "role" in value[0];
@@ -48,10 +52,22 @@ export class ImageTextToTextPipeline {
     return this.processor.tokenizer;
   }
 
-  /** pipe(chat | {images, text} | image, options): a list of records, as transformers returns for one input. */
-  async _call(inputs: ImageTextToTextInput, options: ImageTextToTextOptions = {}): Promise<ImageTextToTextRecord[]> {
+  /**
+   * pipe(chat | {images, text} | image, options): a list of records, as transformers returns for one
+   * input; a list of chats or of {images, text} gives one such list per item (run one after another).
+   */
+  async _call(inputs: ImageTextToTextInput | ImageTextToTextInput[], options: ImageTextToTextOptions = {}): Promise<ImageTextToTextRecord[] | ImageTextToTextRecord[][]> {
     checkOptions("image-text-to-text pipeline", options, [...PIPELINE_KEYS, ...GENERATION_CONFIG_KEYS, ...GENERATE_EXTRA_KEYS, "tokenizer"]);
     if (inputs === undefined || inputs === null) throw new Error("image-text-to-text pipeline: you must provide a chat, or images and text");
+    if (Array.isArray(inputs) && inputs.length > 0 && (isChat(inputs[0]) || isPair(inputs[0]))) {
+      const out: ImageTextToTextRecord[][] = [];
+      for (const item of inputs as ImageTextToTextInput[]) out.push(await this.one(item, options));
+      return out;
+    }
+    return this.one(inputs as ImageTextToTextInput, options);
+  }
+
+  private async one(inputs: ImageTextToTextInput, options: ImageTextToTextOptions): Promise<ImageTextToTextRecord[]> {
     if (isChat(inputs)) {
       if (options.text !== undefined) {
         throw new Error("image-text-to-text pipeline: a chat carries its own text; put images inside the messages' content, e.g. {type: \"image\", url}");
@@ -60,8 +76,8 @@ export class ImageTextToTextPipeline {
     }
     let images: ImageInput | ImageInput[];
     let text: string | undefined;
-    if (typeof inputs === "object" && !Array.isArray(inputs) && "images" in inputs && "text" in inputs) {
-      ({ images, text } = inputs as { images: ImageInput | ImageInput[]; text: string });
+    if (isPair(inputs)) {
+      ({ images, text } = inputs);
     } else {
       images = inputs as ImageInput | ImageInput[];
       text = options.text;

@@ -39,6 +39,7 @@ export type CallableTextGenerationPipeline = TextGenerationPipeline & {
 
 export type CallableImageTextToTextPipeline = ImageTextToTextPipeline & {
   (inputs: ImageTextToTextInput, options?: ImageTextToTextOptions): Promise<ImageTextToTextRecord[]>;
+  (inputs: ImageTextToTextInput[], options?: ImageTextToTextOptions): Promise<ImageTextToTextRecord[][]>;
 };
 
 export async function pipeline(task: "text-generation", options: PipelineOptions): Promise<CallableTextGenerationPipeline>;
@@ -92,6 +93,6 @@ async function imageTextToText(
     ? processorOption
     : await AutoProcessor.from_pretrained(processorOption ?? (modelOption as string), hubOptionsOf(loadOptions));
   const instance = new ImageTextToTextPipeline(model, processor);
-  const call = (inputs: ImageTextToTextInput, callOptions?: ImageTextToTextOptions) => instance._call(inputs, callOptions);
+  const call = (inputs: ImageTextToTextInput | ImageTextToTextInput[], callOptions?: ImageTextToTextOptions) => instance._call(inputs, callOptions);
   return Object.assign(Object.setPrototypeOf(call, ImageTextToTextPipeline.prototype), instance) as CallableImageTextToTextPipeline;
 }
