@@ -36,6 +36,20 @@ test("chat answers each line with the chat template applied", () => {
   expect(out.slice(2).split("\n")[0].length).toBeGreaterThan(50);
 });
 
+test("--image: generate and chat see the image as transformers' processor lays it out", () => {
+  const multimodal = JSON.parse(readFileSync(join(FIXTURES, "multimodal-goldens.json"), "utf8")).docs;
+  const dog = join(FIXTURES, "images", "dog.jpg");
+  // the pipeline golden for "<|image|>This photo shows" (12 new tokens): the CLI puts the image first
+  const pair = multimodal.pipeline_image_text;
+  const out = run(["generate", "This photo shows", "--image", dog, "--model", dir, "--max-new-tokens", "12"]);
+  expect(out).toBe(pair.output[0].generated_text.slice("<|image|>".length) + "\n");
+  // chat: the image goes with the first message, as the docs' AutoModel - Multimodal example has it
+  const chat = run(["chat", "--image", dog, "--model", dir, "--max-new-tokens", "20"], `${multimodal.automodel_multimodal.messages[0].content[1].text}\n\n`);
+  expect(multimodal.automodel_multimodal.response.startsWith(chat.slice(2).split("\n")[0])).toBe(true);
+  expect(chat.slice(2).split("\n")[0].length).toBeGreaterThan(20);
+  expect(() => run(["generate", "x", "--image", join(FIXTURES, "images", "missing.jpg"), "--model", dir])).toThrow(/missing\.jpg/);
+});
+
 test("bad usage is a clear message and a non-zero exit", () => {
   expect(() => run(["bogus"])).toThrow(/unknown command "bogus"/);
   expect(() => run(["generate", "--model", dir])).toThrow(/generate needs a prompt/);
