@@ -63,6 +63,20 @@ test("apply_chat_template with an image part: rendered text and ids", async () =
   expect(Array.from(again.pixel_values!.data)).toEqual(Array.from(inputs.pixel_values!.data));
 });
 
+test("apply_chat_template on a batch of chats: images in order, rows left-padded", async () => {
+  const processor = processors.get(56)!;
+  const chat = (image: string, text: string) => [{ role: "user", content: [{ type: "image", path: join(IMAGES, image) }, { type: "text", text }] }];
+  const out = await processor.apply_chat_template(
+    [chat("dog.jpg", "Describe this image in two sentences."), chat("pasta.jpeg", "And this one, please, in some detail?")],
+    { add_generation_prompt: true, padding: true, return_tensors: "pt" },
+  );
+  const rows = out.input_ids.tolist() as number[][];
+  const mask = out.attention_mask.tolist() as number[][];
+  expect(rows[0].filter((_, i) => mask[0][i] === 1)).toEqual(golden.chat.input_ids);
+  expect(mask[0][0]).toBe(0); // the shorter row is padded on the left
+  expect(out.pixel_values!.dims[0]).toBe(17 + 17);
+});
+
 test("the processor's layout string for 2x3 tiles, spelled out", () => {
   const p = processors.get(56)!;
   const patches = "<|patch|>".repeat(4);

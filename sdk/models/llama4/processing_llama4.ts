@@ -245,19 +245,23 @@ export class Llama4Processor extends CallableInstance {
    * loads its images in order and returns the processor's output for the rendered text.
    */
   apply_chat_template(conversation: ChatMessage[], options: ProcessorChatTemplateOptions & { tokenize: false }): Promise<string>;
-  apply_chat_template(conversation: ChatMessage[], options: ProcessorChatTemplateOptions & { return_tensors: "pt" }): Promise<BatchFeature<Tensor>>;
-  apply_chat_template(conversation: ChatMessage[], options?: ProcessorChatTemplateOptions): Promise<BatchFeature>;
-  async apply_chat_template(conversation: ChatMessage[], options: ProcessorChatTemplateOptions = {}): Promise<string | BatchFeature> {
+  apply_chat_template(conversation: ChatMessage[][], options: ProcessorChatTemplateOptions & { tokenize: false }): Promise<string[]>;
+  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions & { return_tensors: "pt" }): Promise<BatchFeature<Tensor>>;
+  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options?: ProcessorChatTemplateOptions): Promise<BatchFeature>;
+  async apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions = {}): Promise<string | string[] | BatchFeature> {
     const { tokenize = true, return_dict = true, images_kwargs = {}, load_image_options = {}, return_tensors = null,
       padding = false, truncation = false, max_length = null, tokenizer_kwargs = {}, ...templateOptions } = options;
     if (!return_dict && tokenize) throw new Error("apply_chat_template: the processor returns a dict (return_dict must be true)");
-    if (!Array.isArray(conversation) || (conversation.length > 0 && Array.isArray(conversation[0]))) {
-      throw new TypeError("apply_chat_template: the processor takes one conversation (an array of messages)");
+    if (!Array.isArray(conversation)) {
+      throw new TypeError(`apply_chat_template: conversation must be an array of messages (or of conversations), got ${describe(conversation)}`);
     }
+    const batched = conversation.length > 0 && Array.isArray(conversation[0]);
+    const conversations = (batched ? conversation : [conversation]) as ChatMessage[][];
     const template = templateOptions.chat_template ?? this.chat_template;
-    const text = this.tokenizer.apply_chat_template(conversation, { ...templateOptions, chat_template: template, tokenize: false });
-    if (!tokenize) return text;
-    const sources = imagesOfConversation(conversation);
+    const texts = conversations.map((c) => this.tokenizer.apply_chat_template(c, { ...templateOptions, chat_template: template, tokenize: false }));
+    if (!tokenize) return batched ? texts : texts[0];
+    // A batch's images are taken in order across its conversations, as the <|image|> placeholders are.
+    const sources = conversations.flatMap((c, b) => imagesOfConversation(c, batched ? `conversation ${b} ` : ""));
     const images = await Promise.all(sources.map(async ({ source, where }) => {
       try {
         return await load_image(source, load_image_options);
@@ -266,7 +270,7 @@ export class Llama4Processor extends CallableInstance {
       }
     }));
     return this.__call__({
-      text, images, return_tensors, padding, truncation, max_length, ...tokenizer_kwargs, ...images_kwargs,
+      text: batched ? texts : texts[0], images, return_tensors, padding, truncation, max_length, ...tokenizer_kwargs, ...images_kwargs,
       add_special_tokens: false, // the template wrote <|begin_of_text|>
     });
   }
@@ -286,13 +290,13 @@ export class Llama4Processor extends CallableInstance {
 }
 
 /** The image parts of a chat, in order, with where each one is (for error messages). */
-function imagesOfConversation(conversation: ChatMessage[]): { source: ImageInput; where: string }[] {
+function imagesOfConversation(conversation: ChatMessage[], prefix: string): { source: ImageInput; where: string }[] {
   const found: { source: ImageInput; where: string }[] = [];
   conversation.forEach((message, m) => {
     if (!Array.isArray(message?.content)) return;
     message.content.forEach((part, p) => {
       if (part?.type !== "image") return;
-      const where = `messages[${m}].content[${p}]`;
+      const where = `${prefix}messages[${m}].content[${p}]`;
       const source = part.image ?? part.url ?? part.path ?? part.base64;
       if (source === undefined || source === null) {
         throw new Error(`apply_chat_template: ${where} is an image part without "url", "path", "image" or "base64"`);
