@@ -1,11 +1,23 @@
 // The trained model shipped in models/llama4-tiny: our engine equals transformers on it (goldens
-// from test/fixtures/make_embedded_goldens.py: float32 math on the checkpoint's bf16 weights), it
+// from test/fixtures/make_embedded_goldens.py: float32 math on the checkpoint's bf16 weights) for
+// text, through Llama4ForCausalLM (the text path of the multimodal checkpoint), and for a chat with
+// a picture, through AutoProcessor and Llama4ForConditionalGeneration (its small vision tower); it
 // is what default_model() and the notebooks use, and it stays within the size budget.
 import { beforeAll, describe, expect, test } from "vitest";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-import { AutoTokenizer, default_model, embedded_model_path, Llama4ForCausalLM, PreTrainedTokenizer } from "../sdk";
+import {
+  AutoProcessor,
+  AutoTokenizer,
+  BatchFeature,
+  default_model,
+  embedded_model_path,
+  Llama4ForCausalLM,
+  Llama4ForConditionalGeneration,
+  PreTrainedTokenizer,
+  Tensor,
+} from "../sdk";
 import { maxAbsDiff, std, topK } from "./helpers/compare";
 import { FIXTURES } from "./helpers/fixtures";
 import { readGoldens } from "./helpers/safetensors";
@@ -48,6 +60,52 @@ test("the tokenizer encodes the prompts as transformers did", () => {
   );
 });
 
+describe("a chat with a picture (images/red-circle.png)", () => {
+  let vlm: Llama4ForConditionalGeneration;
+  let inputs: BatchFeature<Tensor>;
+
+  beforeAll(async () => {
+    const processor = await AutoProcessor.from_pretrained(embedded_model_path());
+    vlm = await Llama4ForConditionalGeneration.from_pretrained(embedded_model_path());
+    const messages = [{
+      role: "user",
+      content: [
+        { type: "image", path: join(FIXTURES, "images", "red-circle.png") },
+        { type: "text", text: "What is in this picture?" },
+      ],
+    }];
+    inputs = await processor.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt" });
+  });
+
+  test("the processor makes transformers' input ids and pixel values (tiles and the global tile)", () => {
+    expect(Array.from(inputs.input_ids.data)).toEqual(Array.from(g["image.input_ids"].data));
+    const ref = g["image.pixel_values"];
+    expect(inputs.pixel_values!.dims).toEqual(ref.shape);
+    let max = 0;
+    let sum = 0;
+    inputs.pixel_values!.data.forEach((v, i) => {
+      const d = Math.abs(v - ref.data[i]);
+      if (!(d <= max)) max = d; // NaN sticks
+      sum += d;
+    });
+    // transformers rescales and normalises in bfloat16
+    expect(max).toBeLessThanOrEqual(1e-2);
+    expect(sum / ref.data.length).toBeLessThanOrEqual(1e-3);
+  });
+
+  test("logits of the multimodal forward equal transformers' (<= 1e-4)", async () => {
+    const out = await vlm.forward({ ...inputs });
+    expect(std(g["image.logits"].data)).toBeGreaterThan(1);
+    expect(maxAbsDiff(out.logits.data, g["image.logits"].data)).toBeLessThanOrEqual(1e-4);
+  });
+
+  test("greedy 32-token continuation equals transformers'", async () => {
+    const prompt = inputs.input_ids.dims[1];
+    const out = await vlm.generate({ ...inputs, max_new_tokens: 32, min_new_tokens: 32, do_sample: false });
+    expect(Array.from(out.data.subarray(prompt))).toEqual(Array.from(g["image.greedy"].data));
+  });
+});
+
 test("default_model() is the embedded model unless LLAMA4_TS_MODEL says otherwise", () => {
   const saved = process.env.LLAMA4_TS_MODEL;
   try {
@@ -61,8 +119,9 @@ test("default_model() is the embedded model unless LLAMA4_TS_MODEL says otherwis
   }
 });
 
-test("the checkpoint folder stays within 30 MB", () => {
+test("the checkpoint folder stays within 30 MB, every file under 25 MiB", () => {
   const dir = embedded_model_path();
-  const bytes = readdirSync(dir).reduce((a, f) => a + statSync(join(dir, f)).size, 0);
-  expect(bytes).toBeLessThanOrEqual(30 * 1024 * 1024);
+  const sizes = readdirSync(dir).map((f) => statSync(join(dir, f)).size);
+  expect(sizes.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(30 * 1024 * 1024);
+  expect(Math.max(...sizes)).toBeLessThan(25 * 1024 * 1024);
 });

@@ -1,6 +1,7 @@
-"""Shared pieces of training/train.py and training/evaluate.py: the model configuration, the corpus
-tokenization (cached in training/.data/), a sparse MoE forward for training, the router
-load-balancing loss and the token classes used to measure expert specialisation."""
+"""Shared pieces of the training/ scripts: the model configuration, loading the text model from either
+checkpoint layout, the sharded safetensors writer, the corpus tokenization (cached in training/.data/),
+a sparse MoE forward for training, the router load-balancing loss and the token classes used to measure
+expert specialisation."""
 from __future__ import annotations
 
 import hashlib
@@ -66,6 +67,64 @@ def build_model(config, seed: int):
     model = Llama4ForCausalLM(config)
     model.config.use_cache = True
     return model
+
+
+def is_multimodal(model_dir: str) -> bool:
+    """True for the Llama4ForConditionalGeneration layout (config.json with text_config + vision_config)."""
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        return json.load(f).get("model_type") == "llama4"
+
+
+def load_text_model(model_dir: str, dtype=torch.float32):
+    """The Llama4ForCausalLM of a folder in either layout: model.* (text only) or language_model.model.*
+    (with the vision tower, whose text model is taken out of it)."""
+    from transformers import Llama4ForCausalLM, Llama4ForConditionalGeneration
+
+    if is_multimodal(model_dir):
+        return Llama4ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).language_model
+    return Llama4ForCausalLM.from_pretrained(model_dir, dtype=dtype)
+
+
+def allow_multimodal_forward():
+    """transformers 5.24's Llama4ForConditionalGeneration.forward ends by reading `image_outputs` from the
+    language model's output, which has no such field, so every multimodal forward and generate() fails after
+    computing the logits; an empty class attribute lets them finish (as test/fixtures/make_multimodal_goldens.py does)."""
+    from transformers.modeling_outputs import MoeCausalLMOutputWithPast
+
+    MoeCausalLMOutputWithPast.image_outputs = None
+
+
+SHARD_BYTES = 16 * 1024 * 1024  # shards stay well under the repository's 25 MiB per-file limit
+
+
+def write_sharded(state: dict, out: str) -> None:
+    """Writes model-0000k-of-0000n.safetensors + model.safetensors.index.json, the Hub's sharded layout."""
+    from safetensors.torch import save_file
+
+    shards, current, size = [], {}, 0
+    for name, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if current and size + nbytes > SHARD_BYTES:
+            shards.append(current)
+            current, size = {}, 0
+        current[name] = tensor
+        size += nbytes
+    shards.append(current)
+    for old in os.listdir(out):
+        if old.startswith("model") and (old.endswith(".safetensors") or old.endswith(".safetensors.index.json")):
+            os.remove(os.path.join(out, old))
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        tmp = os.path.join(out, file + ".tmp")
+        save_file(shard, tmp, metadata={"format": "pt"})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, os.path.join(out, file))
+        weight_map.update({name: file for name in shard})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
+        f.write("\n")
 
 
 def count_params(model) -> dict:

@@ -13,13 +13,18 @@ Measures, on the held-out split of training/.data/corpus.jsonl:
     validation token is routed to and the token's class (punctuation / digit / word-start / other,
     from the token string), trained vs untrained, plus each expert's load and majority class;
   * 5 sample generations from fixed prompts (3 prose, 2 with the chat template), sampled with a seed;
+  * when the folder has a vision tower (training/train_vision.py), its held-out accuracy on synthetic
+    pictures and its answers about two photos (training/evaluate_vision.py; needs torchvision);
   * optionally (--sdk, default on when node and dist/ exist) that the TypeScript SDK loads the folder and
-    produces the same greedy continuation as transformers (training/check_sdk.js).
+    produces the same greedy continuation as transformers (training/check_sdk.js), and the same greedy
+    answer to a picture when there is a vision tower.
+The text model is read from either layout (Llama4ForCausalLM or Llama4ForConditionalGeneration).
 Writes eval_results.json and README.md (from training/model_card.md) into the model folder.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -28,9 +33,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# Threads that wait passively: on a shared machine, spinning OpenMP threads made the vision evaluation
+# many times slower whenever another process held a core (must be set before torch loads OpenMP).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -210,6 +219,11 @@ def card_context(res: dict, config, info: dict, model_dir: str) -> dict:
         sdk_line = (f"The TypeScript SDK (`Llama4ForCausalLM.from_pretrained` + `AutoTokenizer.from_pretrained` on this folder) "
                     f"reproduces transformers' greedy continuation of \"{res['greedy_reference']['prompt']}\" token for token "
                     f"({len(res['greedy_reference']['output_ids']) - len(res['greedy_reference']['input_ids'])} new tokens).")
+        if "image_greedy_match" in sdk:
+            ref = res["vision"]["greedy_reference"]
+            sdk_line += (f" With `AutoProcessor` + `Llama4ForConditionalGeneration` it makes transformers' input ids for "
+                         f"`{os.path.basename(ref['image'])}` with \"{ref['question']}\" and the same greedy answer "
+                         f"({len(ref['output_ids']) - len(ref['input_ids'])} new tokens).")
     elif sdk.get("ran"):
         sdk_line = "The TypeScript SDK check FAILED: " + str(sdk.get("error") or sdk)[:500]
     else:
@@ -224,7 +238,9 @@ def card_context(res: dict, config, info: dict, model_dir: str) -> dict:
                   if f.startswith("model") and f.endswith(".safetensors"))
     size = weights + sum(os.path.getsize(os.path.join(model_dir, f)) for f in os.listdir(model_dir)
                          if f in ("model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.json",
-                                  "tokenizer_config.json", "chat_template.jinja"))
+                                  "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json",
+                                  "processor_config.json"))
+    shards = sum(1 for f in os.listdir(model_dir) if f.startswith("model-") and f.endswith(".safetensors"))
     return {
         "PPL_TABLE": ppl_table,
         "MI_TABLE": "\n".join(mi_rows),
@@ -263,7 +279,68 @@ def card_context(res: dict, config, info: dict, model_dir: str) -> dict:
         "MOE_LAYERS": ", ".join(str(i) for i in config.moe_layers),
         "NOPE_LAYERS": ", ".join(str(i) for i, r in enumerate(config.no_rope_layers) if not r),
         "CONFIG_JSON": open(os.path.join(model_dir, "config.json"), encoding="utf-8").read().strip(),
+        "N_SHARDS": {1: "one", 2: "two", 3: "three", 4: "four"}.get(shards, str(shards)),
+        **vision_card_context(res.get("vision"), info.get("vision") or {}),
     }
+
+
+def vision_card_context(res: dict | None, info: dict) -> dict:
+    """The card's vision placeholders, from evaluate_vision's results and train_vision's training_info."""
+    import vision_data
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    cfg = info.get("config", {})
+    pre = info.get("preprocessor", {})
+    tile = pre.get("size", {}).get("height", "?")
+    ctx = {
+        "VISION_TOWER": (f"ViT of {cfg.get('num_hidden_layers', '?')} layers, hidden size {cfg.get('hidden_size', '?')}, "
+                         f"{cfg.get('num_attention_heads', '?')} heads, MLP {cfg.get('intermediate_size', '?')}, 2-D RoPE, "
+                         f"{tile}-pixel tiles of {cfg.get('patch_size', '?')}-pixel patches; pixel shuffle "
+                         f"(ratio {cfg.get('pixel_shuffle_ratio', '?')}) + MLP to {cfg.get('vision_output_dim', '?')}, "
+                         f"then the projector to the language model's 256"),
+        "IMAGE_TOKENS": (f"each tile ({tile} x {tile} pixels) becomes {(tile // cfg['patch_size']) ** 2 // 4 if cfg else '?'} "
+                         "`<|patch|>` tokens; a picture bigger than one tile is cut into up to "
+                         f"{pre.get('max_patches', '?')} tiles plus a global tile (`image_token_index` = `<|patch|>`)"),
+        "VISION_PARAMS": f"{info.get('params', {}).get('vision_model', 0):,}",
+        "PROJECTOR_PARAMS": f"{info.get('params', {}).get('multi_modal_projector', 0):,}",
+        "TILE": tile, "MAX_PATCHES": pre.get("max_patches", "?"),
+        "V_COMMAND": info.get("command", "?"),
+        "V_SHAPES": ", ".join(vision_data.SHAPES), "V_N_SHAPES": len(vision_data.SHAPES),
+        "V_COLOURS": ", ".join(vision_data.COLOURS), "V_N_COLOURS": len(vision_data.COLOURS),
+        "V_TRAINED": f"{info.get('params', {}).get('trained', 0):,}",
+        "V_STEPS": info.get("steps", "?"), "V_BATCH": info.get("batch", "?"), "V_EXAMPLES": f"{info.get('examples_seen', 0):,}",
+        "V_MINUTES": info.get("minutes", "?"), "V_THREADS": info.get("threads", "?"), "V_SEED": info.get("seed", "?"),
+        "V_WD": info.get("weight_decay", "?"), "V_LR": info.get("lr", "?"), "V_WARMUP": info.get("warmup", "?"),
+        "V_VAL": info.get("val_examples", "?"),
+        "V_RECOGNITION_STEPS": info.get("recognition_steps", "?"), "V_RECOGNITION_BATCH": info.get("recognition_batch", "?"),
+        "V_PROBE_START": (info.get("recognition_history") or [{}])[0].get("probe_loss", "?"),
+        "V_PROBE_END": (info.get("recognition_history") or [{}])[-1].get("probe_loss", "?"),
+        "V_REPLAN_NOTE": ("" if not info.get("replans") else
+                          f" (re-planned {len(info['replans'])} times as other work on the machine changed its speed)"),
+    }
+    hist = ["| step | minutes | conversations | held-out answer loss |", "| ---: | ---: | ---: | ---: |"]
+    for h in info.get("history", []):
+        best = " (saved)" if h["step"] == info.get("best_step") else ""
+        hist.append(f"| {h['step']} | {h['minutes']} | {h['examples']:,} | {h['held_out_loss']}{best} |")
+    ctx["V_HISTORY_TABLE"] = "\n".join(hist)
+    if not res:
+        return {**ctx, "V_TEST_N": 0, "V_TILES": "?", "V_TOKENS": "?", "V_ACCURACY_TABLE": "(not evaluated)", "V_EXAMPLES_TABLE": "", "V_PHOTOS_TABLE": ""}
+    acc = res["accuracy"]
+    rows = ["| pictures | n | colour | shape | background | exact caption |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, key in (("all", "all"), ("one shape", "one_shape"), ("two shapes", "two_shapes")):
+        a = acc[key]
+        if a["n"]:
+            rows.append(f"| {name} | {a['n']} | {a['colour']:.1%} | {a['shape']:.1%} | {a['background']:.1%} | {a['exact']:.1%} |")
+    examples = ["| question | caption | answer |", "| --- | --- | --- |"]
+    for r in res["examples"][:6] + res["errors"][:6]:
+        examples.append(f"| {cell(r['question'])} | {cell(r['caption'])} | {cell(r['answer'])} |")
+    photos = ["| photo | question | answer |", "| --- | --- | --- |"]
+    for r in res["photos"]:
+        photos.append(f"| `{r['image']}` | {cell(r['question'])} | {cell(r['answer'])} |")
+    return {**ctx, "V_TEST_N": acc["all"]["n"], "V_TILES": res["mean_tiles"], "V_TOKENS": res["mean_prompt_tokens"], "V_ACCURACY_TABLE": "\n".join(rows),
+            "V_EXAMPLES_TABLE": "\n".join(examples), "V_PHOTOS_TABLE": "\n".join(photos)}
 
 
 def main(argv=None):
@@ -276,11 +353,13 @@ def main(argv=None):
     ap.add_argument("--sample-tokens", type=int, default=80)
     ap.add_argument("--no-sdk", action="store_true", help="skip the TypeScript SDK check")
     ap.add_argument("--no-card", action="store_true", help="do not write README.md")
+    ap.add_argument("--no-vision", action="store_true", help="skip the vision tower's evaluation")
+    ap.add_argument("--vision-examples", type=int, default=300, help="held-out synthetic pictures to answer")
     ap.add_argument("--template", default=os.path.join(HERE, "model_card.md"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    from transformers import AutoTokenizer, Llama4ForCausalLM, Llama4TextConfig
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     info_path = os.path.join(args.model, "training_info.json")
@@ -295,7 +374,7 @@ def main(argv=None):
     input_classes = classes_of_id[all_windows[:, :-1].reshape(-1)]
     train_docs = common.tokenized_docs(tokenizer, "train")
 
-    model = Llama4ForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model = common.load_text_model(args.model)
     config = model.config
     # the sparse MoE dispatch must give transformers' (dense) results
     probe = torch.from_numpy(all_windows[:2, :-1].astype(np.int64))
@@ -321,7 +400,7 @@ def main(argv=None):
         log(f"sample ({s['kind']}): {s['prompt']!r} -> {s['completion']!r}")
 
     log("untrained model (same seed) ...")
-    untrained = common.build_model(Llama4TextConfig.from_pretrained(args.model), seed)
+    untrained = common.build_model(copy.deepcopy(config), seed)
     cap = common.RouterCapture(untrained)
     ppl_untrained, routes_untrained = perplexities(untrained, sets, args.batch, cap)
     cap.remove()
@@ -341,9 +420,18 @@ def main(argv=None):
         log(f"layer {t['layer']}: MI(expert; class) trained {t['mi_bits']:.3f} bits, untrained {u['mi_bits']:.3f} bits; "
             f"H(expert) {t['h_expert_bits']:.2f} / {u['h_expert_bits']:.2f}")
 
+    if common.is_multimodal(args.model) and not args.no_vision:
+        import evaluate_vision
+
+        log("vision tower ...")
+        res["vision"] = evaluate_vision.evaluate_vision(args.model, args.vision_examples, log=log)
+
     if not args.no_sdk:
         log("TypeScript SDK check ...")
-        res["sdk"] = sdk_check(args.model, res["greedy_reference"])
+        ref = dict(res["greedy_reference"])
+        if "vision" in res:
+            ref["image"] = res["vision"]["greedy_reference"]
+        res["sdk"] = sdk_check(args.model, ref)
         log(f"sdk: {json.dumps(res['sdk'])[:400]}")
     res["seconds"] = time.time() - t0
     with open(os.path.join(args.model, "eval_results.json"), "w") as f:

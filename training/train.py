@@ -110,41 +110,6 @@ def evaluate_loss(model, windows: np.ndarray, batch: int = 16) -> float:
     return total / count
 
 
-SHARD_BYTES = 16 * 1024 * 1024  # shards stay well under the repository's 25 MiB per-file limit
-
-
-def write_sharded(state: dict, out: str) -> None:
-    """Writes model-0000k-of-0000n.safetensors + model.safetensors.index.json, the Hub's sharded layout."""
-    import json
-
-    from safetensors.torch import save_file
-
-    shards, current, size = [], {}, 0
-    for name, tensor in state.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if current and size + nbytes > SHARD_BYTES:
-            shards.append(current)
-            current, size = {}, 0
-        current[name] = tensor
-        size += nbytes
-    shards.append(current)
-    for old in os.listdir(out):
-        if old.startswith("model") and (old.endswith(".safetensors") or old.endswith(".safetensors.index.json")):
-            os.remove(os.path.join(out, old))
-    weight_map = {}
-    for i, shard in enumerate(shards):
-        file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        tmp = os.path.join(out, file + ".tmp")
-        save_file(shard, tmp, metadata={"format": "pt"})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, os.path.join(out, file))
-        weight_map.update({name: file for name in shard})
-    total = sum(t.numel() * t.element_size() for t in state.values())
-    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
-        f.write("\n")
-
-
 def save_model(model, tokenizer, out: str, dtype: str, info: dict | None = None):
     from transformers import GenerationConfig
 
@@ -158,7 +123,7 @@ def save_model(model, tokenizer, out: str, dtype: str, info: dict | None = None)
     config.use_cache = True
     config.architectures = ["Llama4ForCausalLM"]
     config.save_pretrained(out)
-    write_sharded(state, out)
+    common.write_sharded(state, out)
     ids = lambda t: tokenizer.convert_tokens_to_ids(t)  # noqa: E731
     GenerationConfig(
         bos_token_id=ids("<|begin_of_text|>"),
