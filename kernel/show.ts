@@ -1,9 +1,8 @@
 // show(spec): a viz/ figure as one rich output in the notebook (the MIME bundle JupyterLab renders
 // natively, with a PNG fallback for GitHub / nbviewer). The one step from viz/ to the cell.
-import sharp from "sharp";
-
 import type { RawImage } from "../sdk/image_utils";
 import { BundleOptions, htmlBundle, mimeBundle } from "../viz/bundle";
+import { imagePNG } from "../viz/render";
 import type { PlotlyFigure, VegaLiteSpec } from "../viz/common";
 import { display, DisplayHandle } from "./display";
 
@@ -18,10 +17,6 @@ export function showHTML(html: string, plain?: string): DisplayHandle | undefine
 
 /** An image (e.g. from load_image) as a PNG output, at most `maxSize` pixels on its long side (default 512). */
 export async function showImage(image: RawImage, options: { maxSize?: number } = {}): Promise<DisplayHandle | undefined> {
-  const maxSize = options.maxSize ?? 512;
-  const png = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize({ width: maxSize, height: maxSize, fit: "inside", withoutEnlargement: true })
-    .png()
-    .toBuffer();
+  const png = await imagePNG(image, options.maxSize ?? 512);
   return display({ "image/png": png.toString("base64"), "text/plain": `<RGB image ${image.width}x${image.height}>` });
 }

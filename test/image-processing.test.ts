@@ -2,9 +2,7 @@
 // what transformers' Llama4ImageProcessor computed from the images in fixtures/images, each loaded
 // from its path by transformers itself (see fixtures/make_image_goldens.py).
 import { createHash } from "node:crypto";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32, deflateSync } from "node:zlib";
@@ -22,6 +20,7 @@ import {
 } from "../sdk/models/llama4/image_processing_llama4";
 import { Tensor } from "../sdk/tensor";
 import { FIXTURES } from "./helpers/fixtures";
+import { FileServer } from "./helpers/file-server";
 import { HubServer } from "./helpers/hub-server";
 import { readGoldens } from "./helpers/safetensors";
 
@@ -79,7 +78,7 @@ function absDiffs(a: ArrayLike<number>, b: ArrayLike<number>): { max: number; me
 
 let scratch: string;
 let hub: HubServer;
-let plain: Server;
+let plain: FileServer;
 let plainUrl: string;
 const HUB_REPO = "test-org/llama4-images";
 
@@ -98,21 +97,13 @@ beforeAll(async () => {
   }]);
   await hub.start();
   // A plain file server: every fixture image at /<name>, 404 for anything else.
-  plain = createServer((req, res) => {
-    try {
-      const body = readFileSync(image(decodeURIComponent(req.url!.slice(1))));
-      res.writeHead(200, { "Content-Type": "image/jpeg" }).end(body);
-    } catch {
-      res.writeHead(404, { "Content-Type": "text/plain" }).end("not found");
-    }
-  });
-  await new Promise<void>((ok) => plain.listen(0, "127.0.0.1", () => ok()));
-  plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}`;
+  plain = new FileServer(Object.fromEntries(readdirSync(IMAGES).map((name) => [name, readFileSync(image(name))])));
+  plainUrl = await plain.start();
 });
 
 afterAll(async () => {
   await hub?.close();
-  await new Promise<void>((ok) => (plain ? plain.close(() => ok()) : ok()));
+  await plain?.close();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 

@@ -4,13 +4,12 @@
 // of <|patch|> tokens (the pixel shuffle merges 2×2 patches), in row-major order, tiles in
 // row-major order, the global tile's tokens last. So every patch token has a rectangle of the
 // original image, and the attention a generated token pays to it can be painted there.
-import sharp from "sharp";
-
 import type { RawImage } from "../sdk/image_utils";
 import type { ImagePatchLayout } from "../sdk/models/llama4/processing_llama4";
 import type { GenerationTraceData } from "../sdk/trace";
 import { attentionMapOf, layerKind } from "./attention";
 import { maxOf, traceTitle, type PlotlyFigure } from "./common";
+import { imagePNG } from "./render";
 
 export interface ImageAttentionOptions {
   /** A layer recorded in the trace (generate({ output_trace: { attention_layers: [...] } }) with eager attention). */
@@ -112,7 +111,8 @@ export async function imageAttention(
   const W = layout.image_width;
   const H = layout.image_height;
   const g = data.global.length;
-  const source = await pngDataUrl(image);
+  // At most 384 pixels on the long side: enough under a heatmap.
+  const source = `data:image/png;base64,${(await imagePNG(image, 384)).toString("base64")}`;
   const zmax = maxOf([...data.global.flat(), ...(data.tiles ?? []).flat()], 0) || 1;
   // Tile grid cells measured in image pixels: the canvas holds the image scaled to resized_*.
   const tileCell = {
@@ -163,13 +163,4 @@ export async function imageAttention(
     figure.layout[`yaxis${axis(i)}`] = { range: [H, 0], visible: false, scaleanchor: `x${axis(i)}` };
   });
   return figure;
-}
-
-/** The image as a PNG data URL, at most 384 pixels on its long side (enough under a heatmap). */
-async function pngDataUrl(image: RawImage): Promise<string> {
-  const png = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize({ width: 384, height: 384, fit: "inside", withoutEnlargement: true })
-    .png()
-    .toBuffer();
-  return `data:image/png;base64,${png.toString("base64")}`;
 }

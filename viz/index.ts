@@ -71,7 +71,7 @@ export {
 } from "./estimate";
 export type { EstimateOptions, EstimateRow, KVCacheEstimate, KVDType, MemoryEstimate, ModuleEstimate, WeightDType } from "./estimate";
 
-export { compileVegaLite, plotlyStaticSpec, svgToPNG, toPNG, toSVG, vegaView } from "./render";
+export { compileVegaLite, imagePNG, plotlyStaticSpec, svgToPNG, toPNG, toSVG, vegaView } from "./render";
 export type { CompiledVega, RenderOptions } from "./render";
 
 export { PLOTLY_MIME, VEGALITE_MIME, htmlBundle, mimeBundle } from "./bundle";

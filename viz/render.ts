@@ -6,6 +6,7 @@ import sharp from "sharp";
 import * as vega from "vega";
 import { compile } from "vega-lite";
 
+import type { RawImage } from "../sdk/image_utils";
 import { PlotlyFigure, VEGA_LITE_SCHEMA, VegaLiteSpec, isPlotlyFigure, isVegaLiteSpec, labelExpr, maxOf, minOf } from "./common";
 
 export interface CompiledVega {
@@ -198,4 +199,12 @@ export function plotlyStaticSpec(fig: PlotlyFigure): VegaLiteSpec {
     return { ...base, ...only };
   }
   return { ...base, hconcat: panels, resolve: { scale: { color: shared ? "shared" : "independent" } } };
+}
+
+/** An RGB image (e.g. from load_image) as PNG bytes, at most `maxSize` pixels on its long side. */
+export async function imagePNG(image: RawImage, maxSize: number): Promise<Buffer> {
+  return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize({ width: maxSize, height: maxSize, fit: "inside", withoutEnlargement: true })
+    .png()
+    .toBuffer();
 }

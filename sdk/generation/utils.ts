@@ -143,7 +143,7 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
     trace?.append(stepFromOutput(out, fed, past, isPrompt, decode, withMemory ? model.memory_step(cache, out) : undefined));
 
   // The prompt's image features, one block per row (rows repeated by num_return_sequences repeat theirs).
-  const images = await promptImageFeatures(model, options, rows);
+  const images = await promptImageFeatures(model, options, rows, repeat);
 
   streamer?.put(rows[0].slice());
   const cache = model.new_cache(B);
@@ -212,7 +212,7 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
  * forPiece gives the features of the tokens in prompt columns [start, end) of every row, so a
  * prompt prefilled in pieces gets each feature exactly once.
  */
-async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOptions, rows: number[][]) {
+async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOptions, rows: number[][], repeat: number) {
   if (options.pixel_values === undefined && options.image_features === undefined) return null;
   if (options.pixel_values !== undefined && options.image_features !== undefined) {
     throw new Error("generate: pass pixel_values or image_features, not both");
@@ -223,8 +223,7 @@ async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOp
   if (!(features instanceof Tensor) || features.dims.length !== 2 || features.dims[1] !== H) {
     throw new Error(`generate: image_features must be a float32 Tensor [image tokens, ${H}]`);
   }
-  // Rows were repeated num_return_sequences times in a row; each distinct prompt owns a block.
-  const repeat = rows.length / toIdMatrix(options.input_ids, "input_ids").rows;
+  // Rows were repeated num_return_sequences (`repeat`) times in a row; each distinct prompt owns a block.
   const counts = rows.map((r) => r.filter((id) => id === tokenId).length);
   const blockStart: number[] = [];
   let total = 0;
