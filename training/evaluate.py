@@ -326,7 +326,8 @@ def vision_card_context(res: dict | None, info: dict) -> dict:
         hist.append(f"| {h['step']} | {h['minutes']} | {h['examples']:,} | {h['held_out_loss']}{best} |")
     ctx["V_HISTORY_TABLE"] = "\n".join(hist)
     if not res:
-        return {**ctx, "V_TEST_N": 0, "V_TILES": "?", "V_TOKENS": "?", "V_ACCURACY_TABLE": "(not evaluated)", "V_EXAMPLES_TABLE": "", "V_PHOTOS_TABLE": ""}
+        return {**ctx, "V_TEST_N": 0, "V_TILES": "?", "V_TOKENS": "?", "V_ACCURACY_TABLE": "(not evaluated)", "V_EXAMPLES_TABLE": "", "V_PHOTOS_TABLE": "",
+                "V_ONE_COLOUR": "?", "V_ONE_SHAPE": "?", "V_ONE_EXACT": "?"}
     acc = res["accuracy"]
     rows = ["| pictures | n | colour | shape | background | exact caption |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, key in (("all", "all"), ("one shape", "one_shape"), ("two shapes", "two_shapes")):
@@ -339,8 +340,10 @@ def vision_card_context(res: dict | None, info: dict) -> dict:
     photos = ["| photo | question | answer |", "| --- | --- | --- |"]
     for r in res["photos"]:
         photos.append(f"| `{r['image']}` | {cell(r['question'])} | {cell(r['answer'])} |")
+    one = acc["one_shape"]
     return {**ctx, "V_TEST_N": acc["all"]["n"], "V_TILES": res["mean_tiles"], "V_TOKENS": res["mean_prompt_tokens"], "V_ACCURACY_TABLE": "\n".join(rows),
-            "V_EXAMPLES_TABLE": "\n".join(examples), "V_PHOTOS_TABLE": "\n".join(photos)}
+            "V_EXAMPLES_TABLE": "\n".join(examples), "V_PHOTOS_TABLE": "\n".join(photos),
+            "V_ONE_COLOUR": f"{one['colour']:.0%}", "V_ONE_SHAPE": f"{one['shape']:.0%}", "V_ONE_EXACT": f"{one['exact']:.0%}"}
 
 
 def main(argv=None):
