@@ -96,7 +96,7 @@ async function main(argv: string[]): Promise<number> {
     messages.push(pendingImages.length ? { role: "user", content: [...pendingImages, { type: "text", text: line }] } : { role: "user", content: line });
     pendingImages = [];
     const inputs = processor
-      ? await processor.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt" })
+      ? await processor.apply_chat_template(messages, { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" })
       : tokenizer.apply_chat_template(messages, { add_generation_prompt: true, return_dict: true, return_tensors: "pt" });
     const out = await model.generate({ ...inputs, max_new_tokens: maxNew, streamer, ...sampling });
     const answer = tokenizer.decode(Array.from(out.data.subarray(inputs.input_ids.dims[1])), { skip_special_tokens: true });

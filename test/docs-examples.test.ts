@@ -236,4 +236,11 @@ test("pipeline(\"image-text-to-text\") on a chat and on an image with text", asy
   expect(out).toEqual(pair.output);
   // the keyword form {images, text} is the same call
   expect(await pipe({ images: `${imageBase}/${pair.image}`, text: pair.text }, { max_new_tokens: 12, do_sample: false })).toEqual(pair.output);
+  // processor_kwargs reach the image processor (one tile instead of 17), and timeout the image loading
+  const small = await pipe(chat, { max_new_tokens: 8, do_sample: false, processor_kwargs: { max_patches: 1 }, timeout: 30 });
+  expect(urlsToNames(small)).toEqual(multimodal.pipeline_processor_kwargs.output);
+  // text alone, as pipe(text=...) in Python
+  const textOnly = multimodal.pipeline_text_only;
+  expect(await pipe(null, { text: textOnly.text, max_new_tokens: 8, do_sample: false })).toEqual(textOnly.output);
+  expect(await pipe({ text: textOnly.text }, { max_new_tokens: 8, do_sample: false })).toEqual(textOnly.output);
 });

@@ -74,7 +74,7 @@ describe("a chat with a picture (images/red-circle.png)", () => {
         { type: "text", text: "What is in this picture?" },
       ],
     }];
-    inputs = await processor.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt" });
+    inputs = await processor.apply_chat_template(messages, { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   });
 
   test("the processor makes transformers' input ids and pixel values (tiles and the global tile)", () => {

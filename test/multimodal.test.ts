@@ -27,7 +27,7 @@ const chat = (image: string, text: string) => [{ role: "user", content: [{ type:
 const newIds = (out: Tensor, prompt: number) => (out.slice(null, [prompt, null]).tolist() as number[][]);
 
 test("vision features: [tiles, tokens per tile, vision_output_dim]; projected: one row per <|patch|>", async () => {
-  const inputs = await processor.apply_chat_template(chat(dog, "Describe."), { add_generation_prompt: true, return_tensors: "pt" });
+  const inputs = await processor.apply_chat_template(chat(dog, "Describe."), { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   const tiles = inputs.pixel_values!.dims[0];
   const vision = await model.get_image_features(inputs.pixel_values!);
   expect(vision.dims).toEqual([tiles, 4, 32]);
@@ -38,7 +38,7 @@ test("vision features: [tiles, tokens per tile, vision_output_dim]; projected: o
 });
 
 test("pixel_values and the same features passed as image_features give the same logits", async () => {
-  const inputs = await processor.apply_chat_template(chat(pasta, "What is this?"), { add_generation_prompt: true, return_tensors: "pt" });
+  const inputs = await processor.apply_chat_template(chat(pasta, "What is this?"), { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   const a = await model.forward({ ...inputs, logits_to_keep: 1 });
   const b = await model.forward({ input_ids: inputs.input_ids, image_features: await model.embed_images(inputs.pixel_values!), logits_to_keep: 1 });
   const maxDiff = (x: Tensor, y: Tensor) => (x.data as Float32Array).reduce((m, v, i) => Math.max(m, Math.abs(v - y.data[i])), 0);
@@ -49,7 +49,7 @@ test("pixel_values and the same features passed as image_features give the same 
 });
 
 test("a prompt prefilled in pieces generates what one prefill does", async () => {
-  const inputs = await processor.apply_chat_template(chat(pasta, "What is on the plate?"), { add_generation_prompt: true, return_tensors: "pt" });
+  const inputs = await processor.apply_chat_template(chat(pasta, "What is on the plate?"), { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   const prompt = inputs.input_ids.dims[1];
   const whole = await model.generate({ ...inputs, max_new_tokens: 12, do_sample: false });
   const pieces = await model.generate({ ...inputs, max_new_tokens: 12, do_sample: false, prefill_chunk_size: 7 });
@@ -57,7 +57,7 @@ test("a prompt prefilled in pieces generates what one prefill does", async () =>
 });
 
 test("num_return_sequences repeats a prompt's image features with it", async () => {
-  const inputs = await processor.apply_chat_template(chat(dog, "Describe."), { add_generation_prompt: true, return_tensors: "pt" });
+  const inputs = await processor.apply_chat_template(chat(dog, "Describe."), { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   const prompt = inputs.input_ids.dims[1];
   const one = newIds(await model.generate({ ...inputs, max_new_tokens: 8, do_sample: false }), prompt)[0];
   const two = newIds(await model.generate({ ...inputs, max_new_tokens: 8, do_sample: true, top_k: 1, num_return_sequences: 2 }), prompt);
@@ -83,7 +83,7 @@ test("a traced prompt with an image: attention on its patches, laid out by proce
   const image = await load_image(dog);
   const inputs = await processor.apply_chat_template(
     [{ role: "user", content: [{ type: "image", image }, { type: "text", text: "Describe." }] }],
-    { add_generation_prompt: true, return_tensors: "pt" },
+    { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" },
   );
   const trace = await eager.trace({ ...inputs, attention_layers: [full] });
   const last = trace.tokens.length - 1;

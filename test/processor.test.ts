@@ -1,8 +1,10 @@
 // Llama4Processor against transformers' (multimodal-goldens.json, from make_multimodal_goldens.py):
 // the ids of prompts with images, i.e. every image's token layout (tiles, separators, global tile),
 // for each test image at the tiny checkpoint's 56-pixel tiles and at Llama 4's real 336-pixel ones;
-// a left-padded batch; a chat with an image part. Plus the processor's input checks.
-import { readFileSync } from "node:fs";
+// a left-padded batch; a chat with an image part; the API's conventions (what apply_chat_template
+// returns by default, image_url parts, processor_kwargs, templates without BOS). Plus the input checks.
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 
@@ -51,13 +53,13 @@ test("apply_chat_template with an image part: rendered text and ids", async () =
     content: m.content.map((part) => (part.type === "image" ? { type: "image", path: join(IMAGES, part.image!) } : part)),
   }));
   expect(await processor.apply_chat_template(messages, { add_generation_prompt: true, tokenize: false })).toBe(golden.chat.rendered);
-  const inputs = await processor.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt" });
+  const inputs = await processor.apply_chat_template(messages, { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   expect(inputs.input_ids.tolist()).toEqual([golden.chat.input_ids]);
   // an image object instead of a path gives the same ids
   const image = readFileSync(join(IMAGES, "dog.jpg"));
   const again = await processor.apply_chat_template(
     [{ role: "user", content: [{ type: "image", image }, { type: "text", text: "Describe this image in two sentences." }] }],
-    { add_generation_prompt: true, return_tensors: "pt" },
+    { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" },
   );
   expect(again.input_ids.tolist()).toEqual([golden.chat.input_ids]);
   expect(Array.from(again.pixel_values!.data)).toEqual(Array.from(inputs.pixel_values!.data));
@@ -68,7 +70,7 @@ test("apply_chat_template on a batch of chats: images in order, rows left-padded
   const chat = (image: string, text: string) => [{ role: "user", content: [{ type: "image", path: join(IMAGES, image) }, { type: "text", text }] }];
   const out = await processor.apply_chat_template(
     [chat("dog.jpg", "Describe this image in two sentences."), chat("pasta.jpeg", "And this one, please, in some detail?")],
-    { add_generation_prompt: true, padding: true, return_tensors: "pt" },
+    { add_generation_prompt: true, tokenize: true, return_dict: true, padding: true, return_tensors: "pt" },
   );
   const rows = out.input_ids.tolist() as number[][];
   const mask = out.attention_mask.tolist() as number[][];
@@ -90,9 +92,95 @@ test("image_layout: the tile grid and token count the processor used for an imag
   const image = await load_image(join(IMAGES, "dog.jpg"));
   const layout = p.image_layout(image);
   const out = await p({ text: "<|image|>", images: [image] });
-  const patches = (out.input_ids as number[]).filter((id) => id === layout.patch_id).length;
+  const patches = (out.input_ids as number[][])[0].filter((id) => id === layout.patch_id).length;
   expect(layout).toMatchObject({ image_width: 512, image_height: 512, tile_size: 56, aspect_ratio: [4, 4], resized_width: 224, resized_height: 224, tokens_per_tile: 4 });
   expect(patches).toBe((4 * 4 + 1) * layout.tokens_per_tile);
+});
+
+describe("API conventions, as transformers answers them (golden.api)", () => {
+  const api = golden.api;
+  const dog = join(IMAGES, "dog.jpg");
+  const imageChat = [{ role: "user", content: [{ type: "image", path: dog }, { type: "text", text: "What is this?" }] }];
+  let processor: Llama4Processor;
+  beforeAll(async () => {
+    processor = await AutoProcessor.from_pretrained(INSTRUCT, { tokenizer });
+  });
+
+  test("input_ids is a batch even for one text, as for a multimodal processor in transformers", async () => {
+    expect((await processor({ text: api.text_only.text })).input_ids).toEqual(api.text_only.input_ids);
+    const out = await processor({ text: "<|image|>What is in this image?", images: [join(IMAGES, golden.cases[0].image)] });
+    expect(out.input_ids).toEqual([golden.cases[0].input_ids]);
+  });
+
+  test("apply_chat_template renders text by default, and returns input_ids alone with tokenize only", async () => {
+    expect(await processor.apply_chat_template(api.chat_default.messages, { add_generation_prompt: true })).toBe(api.chat_default.output);
+    expect(await processor.apply_chat_template(imageChat, { add_generation_prompt: true, tokenize: true })).toEqual(api.chat_ids.input_ids);
+    const ids = await processor.apply_chat_template(imageChat, { add_generation_prompt: true, tokenize: true, return_tensors: "pt" });
+    expect(ids).toBeInstanceOf(Tensor);
+    expect(ids.tolist()).toEqual(api.chat_ids.input_ids);
+  });
+
+  test("OpenAI-style image_url parts are image parts (the messages given are left as they were)", async () => {
+    const chat = (image_url: unknown) => [{ role: "user", content: [{ type: "image_url", image_url }, { type: "text", text: "What is this?" }] }];
+    const withObject = chat({ url: dog });
+    const before = JSON.stringify(withObject);
+    expect(await processor.apply_chat_template(withObject, { add_generation_prompt: true })).toBe(api.image_url.rendered);
+    expect(await processor.apply_chat_template(withObject, { add_generation_prompt: true, tokenize: true })).toEqual(api.image_url.input_ids);
+    expect(await processor.apply_chat_template(chat(dog), { add_generation_prompt: true, tokenize: true })).toEqual(api.image_url.string_form_input_ids);
+    expect(JSON.stringify(withObject)).toBe(before);
+  });
+
+  test("processor_kwargs, or processor options given directly, reach the image processor", async () => {
+    const base = { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" } as const;
+    for (const options of [{ ...base, processor_kwargs: { max_patches: 1 } }, { ...base, max_patches: 1 }, { ...base, images_kwargs: { max_patches: 1 } }]) {
+      const out = await processor.apply_chat_template(imageChat, options);
+      expect(out.input_ids.tolist()).toEqual(api.max_patches_1.input_ids);
+      expect(out.pixel_values!.dims).toEqual(api.max_patches_1.pixel_values_shape);
+    }
+  });
+
+  test("a template that does not write <|begin_of_text|> gets it from the tokenizer", async () => {
+    const ids = await processor.apply_chat_template(api.chat_default.messages, { chat_template: api.no_bos_template.template, tokenize: true });
+    expect(ids).toEqual(api.no_bos_template.input_ids);
+  });
+
+  test("post_process_image_text_to_text: one sequence gives one string", () => {
+    const { sequence, text } = api.post_process_1d;
+    expect(processor.post_process_image_text_to_text(sequence)).toBe(text);
+    expect(processor.post_process_image_text_to_text(new Tensor("int32", Int32Array.from(sequence), [sequence.length]))).toBe(text);
+    expect(processor.post_process_image_text_to_text([sequence, sequence])).toEqual([text, text]);
+  });
+
+  test("a base64 part may hold a data URL", async () => {
+    const bytes = readFileSync(dog).toString("base64");
+    const chat = (base64: string) => [{ role: "user", content: [{ type: "image", base64 }, { type: "text", text: "What is this?" }] }];
+    const bare = await processor.apply_chat_template(chat(bytes), { add_generation_prompt: true, tokenize: true });
+    const url = await processor.apply_chat_template(chat(`data:image/jpeg;base64,${bytes}`), { add_generation_prompt: true, tokenize: true });
+    expect(bare).toEqual(api.chat_ids.input_ids);
+    expect(url).toEqual(api.chat_ids.input_ids);
+  });
+
+  test("the image processor nested in processor_config.json wins over preprocessor_config.json, as in transformers", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "llama4-processor-"));
+    try {
+      for (const name of readdirSync(INSTRUCT)) if (name.endsWith(".json") || name.endsWith(".jinja")) copyFileSync(join(INSTRUCT, name), join(dir, name));
+      const processorConfig = JSON.parse(readFileSync(join(INSTRUCT, "processor_config.json"), "utf8"));
+      writeFileSync(join(dir, "processor_config.json"), JSON.stringify({ ...processorConfig, image_processor: { ...preprocessor, max_patches: 1 } }));
+      const nested = await AutoProcessor.from_pretrained(dir, { tokenizer });
+      expect(nested.image_processor.max_patches).toBe(1);
+      expect(processor.image_processor.max_patches).toBe(preprocessor.max_patches);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the same option directly and in images_kwargs is an error naming it", async () => {
+    await expect(processor({ text: "<|image|>", images: [dog], max_patches: 1, images_kwargs: { max_patches: 2 } })).rejects.toThrow(
+      /max_patches was given twice, directly and in images_kwargs/,
+    );
+    // @ts-expect-error: not an image processor option
+    await expect(processor({ text: "hi", images_kwargs: { max_patch: 1 } })).rejects.toThrow(/images_kwargs.*max_patch.*max_patches/s);
+  });
 });
 
 describe("bad input", () => {
@@ -110,6 +198,11 @@ describe("bad input", () => {
   test("placeholders without images", async () => {
     await expect(processors.get(56)!({ text: "<|image|> where?" })).rejects.toThrow(/1 <\|image\|> placeholder but 0 images/);
   });
+  test("truncation that cuts into an image's tokens", async () => {
+    await expect(processors.get(56)!({ text: "<|image|>hi", images: [dog], truncation: true, max_length: 20 })).rejects.toThrow(
+      /keeps 1[0-9] of its images' 68 <\|patch\|> tokens after tokenization, likely cut by truncation/,
+    );
+  });
   test("no text", async () => {
     await expect(processors.get(56)!({ images: [dog] })).rejects.toThrow(/you have to specify text/);
   });
@@ -124,13 +217,13 @@ describe("bad input", () => {
   test("an image part with no source", async () => {
     const processor = processors.get(56)!;
     await expect(
-      processor.apply_chat_template([{ role: "user", content: [{ type: "image" }, { type: "text", text: "?" }] }]),
+      processor.apply_chat_template([{ role: "user", content: [{ type: "image" }, { type: "text", text: "?" }] }], { tokenize: true }),
     ).rejects.toThrow(/messages\[0\]\.content\[0\] is an image part without "url", "path", "image" or "base64"/);
   });
   test("an image part naming a missing file", async () => {
     const processor = processors.get(56)!;
     await expect(
-      processor.apply_chat_template([{ role: "user", content: [{ type: "image", path: join(IMAGES, "missing.jpg") }] }]),
+      processor.apply_chat_template([{ role: "user", content: [{ type: "image", path: join(IMAGES, "missing.jpg") }] }], { tokenize: true }),
     ).rejects.toThrow(/messages\[0\]\.content\[0\].*missing\.jpg/);
   });
   test("AutoProcessor on a text-only checkpoint", async () => {

@@ -22,7 +22,7 @@ async function checkImage(dir, ref) {
     role: "user",
     content: [{ type: "image", path: path.join(__dirname, "..", ref.image) }, { type: "text", text: ref.question }],
   }];
-  const inputs = await processor.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt" });
+  const inputs = await processor.apply_chat_template(messages, { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   const ids = Array.from(inputs.input_ids.data);
   const n = ref.output_ids.length - ref.input_ids.length;
   const out = toList(await model.generate({ ...inputs, max_new_tokens: n, min_new_tokens: n, do_sample: false }))[0];

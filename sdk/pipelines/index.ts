@@ -38,7 +38,7 @@ export type CallableTextGenerationPipeline = TextGenerationPipeline & {
 };
 
 export type CallableImageTextToTextPipeline = ImageTextToTextPipeline & {
-  (inputs: ImageTextToTextInput, options?: ImageTextToTextOptions): Promise<ImageTextToTextRecord[]>;
+  (inputs: ImageTextToTextInput | null, options?: ImageTextToTextOptions): Promise<ImageTextToTextRecord[]>;
   (inputs: ImageTextToTextInput[], options?: ImageTextToTextOptions): Promise<ImageTextToTextRecord[][]>;
 };
 

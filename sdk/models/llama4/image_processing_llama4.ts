@@ -124,14 +124,12 @@ export class Llama4ImageProcessor extends CallableInstance {
     this.resample = settings.resample;
   }
 
-  /** preprocessor_config.json of a local directory or Hub repo (or the image_processor entry of
-   * processor_config.json); options are the Hub options plus settings that override the file's. */
+  /** The image_processor entry of processor_config.json, or else preprocessor_config.json, of a local
+   * directory or Hub repo (see readImageProcessorConfig); options are the Hub options plus settings that override the file's. */
   static async from_pretrained(pathOrId: string, options: PretrainedOptions & Llama4ImageProcessorOverrides = {}): Promise<Llama4ImageProcessor> {
     checkOptions("from_pretrained", options, [...HUB_OPTION_KEYS, ...OVERRIDE_KEYS]);
     const dir = await resolvePretrained(pathOrId, { required: [], optional: ["preprocessor_config.json", "processor_config.json"] }, hubOptionsOf(options));
-    let config: JsonObject | undefined;
-    if (existsSync(join(dir, "preprocessor_config.json"))) config = readJsonFile(join(dir, "preprocessor_config.json"));
-    else if (existsSync(join(dir, "processor_config.json"))) config = readJsonFile(join(dir, "processor_config.json")).image_processor as JsonObject | undefined;
+    const config = readImageProcessorConfig(dir);
     if (!config) throw new Error(`${pathOrId}: no preprocessor_config.json (nor an image_processor in processor_config.json)`);
     const overrides = Object.fromEntries(Object.entries(options).filter(([k]) => (OVERRIDE_KEYS as readonly string[]).includes(k)));
     return new Llama4ImageProcessor({ ...config, ...overrides });
@@ -423,4 +421,17 @@ function writeTile(image: RawImage, top: number, left: number, tile: number, tab
       out.fill(pad, o + inside, o + tile);
     }
   }
+}
+
+/**
+ * The image processor settings of a checkpoint directory, where transformers 5 looks first: nested in
+ * processor_config.json (how it saves them), else preprocessor_config.json (how Meta's repos have them).
+ * undefined when there are none.
+ */
+export function readImageProcessorConfig(dir: string): JsonObject | undefined {
+  const processorConfig = join(dir, "processor_config.json");
+  const nested = existsSync(processorConfig) ? (readJsonFile(processorConfig).image_processor as JsonObject | undefined) : undefined;
+  if (nested) return nested;
+  const preprocessorConfig = join(dir, "preprocessor_config.json");
+  return existsSync(preprocessorConfig) ? readJsonFile(preprocessorConfig) : undefined;
 }

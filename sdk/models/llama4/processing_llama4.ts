@@ -20,7 +20,7 @@ import {
   TokenizerCallOptions,
 } from "../../tokenization_utils";
 import { checkOptions, describe } from "../../utils/options";
-import { Llama4ImageProcessor, type Llama4ImageProcessorOverrides } from "./image_processing_llama4";
+import { Llama4ImageProcessor, readImageProcessorConfig, type Llama4ImageProcessorOverrides } from "./image_processing_llama4";
 
 /** What the processor returns: the tokenizer's fields plus pixel_values when there are images.
  * Spread it into generate: `model.generate({ ...inputs, max_new_tokens: 256 })`. */
@@ -41,7 +41,14 @@ export interface ProcessorCallOptions extends TokenizerCallOptions, Llama4ImageP
   images?: ImageInput | ImageInput[] | null;
   /** How images named by path / URL / bytes are loaded (fetch for URLs, pixel limit). */
   load_image_options?: LoadImageOptions;
+  /** Image processor settings grouped, as transformers' nested `images_kwargs`. */
+  images_kwargs?: Llama4ImageProcessorOverrides;
+  /** Tokenizer settings grouped, as transformers' nested `text_kwargs`. */
+  text_kwargs?: TokenizerCallOptions;
 }
+
+/** What `processor_kwargs` of apply_chat_template and of the pipeline may hold: the processor call's options. */
+export type ProcessorKwargs = Omit<ProcessorCallOptions, "text" | "images">;
 
 /** Where an image's <|patch|> tokens lie in the image (for drawing attention over it). */
 export interface ImagePatchLayout {
@@ -62,9 +69,15 @@ export interface ImagePatchLayout {
   patch_id: number;
 }
 
+/**
+ * Keyword arguments of the processor's apply_chat_template. As in transformers, it renders text unless
+ * `tokenize` is set, and returns only input_ids unless `return_dict` is set too.
+ */
 export interface ProcessorChatTemplateOptions extends ChatTemplateOptions {
-  /** Image processor settings for this call (e.g. max_patches). */
-  images_kwargs?: Llama4ImageProcessorOverrides;
+  /** Options of the processor call that tokenizes the rendered text (e.g. `{ max_patches: 1 }`). Image
+   * processor and tokenizer options given directly (max_patches, images_kwargs, ...) are taken as these
+   * too, as transformers takes the keyword arguments its template does not use. */
+  processor_kwargs?: ProcessorKwargs;
   /** How images named by url / path are loaded (fetch for URLs, pixel limit). */
   load_image_options?: LoadImageOptions;
 }
@@ -79,6 +92,7 @@ const TOKENIZER_CALL_KEYS = ["add_special_tokens", "padding", "truncation", "max
   "padding_side", "return_tensors", "return_attention_mask"] as const;
 const IMAGE_KEYS = ["size", "max_patches", "resize_to_max_canvas", "do_rescale", "rescale_factor", "do_normalize",
   "image_mean", "image_std", "do_convert_rgb", "resample", "do_resize"] as const;
+const PROCESSOR_KWARG_KEYS = ["load_image_options", "images_kwargs", "text_kwargs", ...TOKENIZER_CALL_KEYS, ...IMAGE_KEYS] as const;
 
 export interface Llama4Processor {
   (options: ProcessorCallOptions & { return_tensors: "pt" }): Promise<BatchFeature<Tensor>>;
@@ -148,10 +162,7 @@ export class Llama4Processor extends CallableInstance {
     checkOptions("from_pretrained", options, [...HUB_OPTION_KEYS, "tokenizer"]);
     const dir = await resolvePretrained(pathOrId, PROCESSOR_FILES, options);
     const config = existsSync(join(dir, "processor_config.json")) ? readJsonFile(join(dir, "processor_config.json")) : {};
-    // transformers 5 nests the image processor's settings in processor_config.json; Meta's repos keep them apart.
-    const imageConfig = existsSync(join(dir, "preprocessor_config.json"))
-      ? readJsonFile(join(dir, "preprocessor_config.json"))
-      : (config.image_processor as Record<string, unknown> | undefined);
+    const imageConfig = readImageProcessorConfig(dir);
     if (!imageConfig) {
       throw new Error(`${pathOrId}: no preprocessor_config.json (nor an image_processor in processor_config.json): this checkpoint has no image processor`);
     }
@@ -176,23 +187,32 @@ export class Llama4Processor extends CallableInstance {
     return text + this.image_token + patches + this.end_of_img_token;
   }
 
-  /** transformers' `processor(text=..., images=..., ...)`; instances are callable the same way. */
+  /**
+   * transformers' `processor(text=..., images=..., ...)`; instances are callable the same way. As there,
+   * input_ids is always a batch (one row per text), even for a single string.
+   */
   async __call__(options: ProcessorCallOptions): Promise<BatchFeature> {
     if (options === null || typeof options !== "object" || Array.isArray(options)) {
       throw new TypeError(`processor: call it with the keyword arguments as one object, processor({ text, images, ... }); got ${describe(options)}`);
     }
-    checkOptions("processor", options, ["text", "images", "load_image_options", ...TOKENIZER_CALL_KEYS, ...IMAGE_KEYS]);
-    const { text, images = null, load_image_options, ...rest } = options;
+    checkOptions("processor", options, ["text", "images", ...PROCESSOR_KWARG_KEYS]);
+    const { text, images = null, load_image_options, images_kwargs = {}, text_kwargs = {}, ...flat } = options;
+    checkOptions("processor images_kwargs", images_kwargs, IMAGE_KEYS);
+    checkOptions("processor text_kwargs", text_kwargs, TOKENIZER_CALL_KEYS);
     if (text === undefined || text === null) throw new Error("processor: you have to specify text");
     const batched = Array.isArray(text);
     const texts = batched ? (text as string[]) : [text as string];
     texts.forEach((t, i) => {
       if (typeof t !== "string") throw new TypeError(`processor: text${batched ? `[${i}]` : ""} must be a string, got ${describe(t)}`);
     });
-    const tokenizerOptions: TokenizerCallOptions = { padding_side: "left" };
-    const imageOverrides: Llama4ImageProcessorOverrides = {};
-    for (const [key, value] of Object.entries(rest)) {
-      if ((TOKENIZER_CALL_KEYS as readonly string[]).includes(key)) (tokenizerOptions as Record<string, unknown>)[key] = value;
+    const tokenizerOptions: TokenizerCallOptions = { padding_side: "left", ...text_kwargs };
+    const imageOverrides: Llama4ImageProcessorOverrides = { ...images_kwargs };
+    for (const [key, value] of Object.entries(flat)) {
+      const isTokenizerKey = (TOKENIZER_CALL_KEYS as readonly string[]).includes(key);
+      if (key in (isTokenizerKey ? text_kwargs : images_kwargs)) {
+        throw new Error(`processor: ${key} was given twice, directly and in ${isTokenizerKey ? "text_kwargs" : "images_kwargs"}`);
+      }
+      if (isTokenizerKey) (tokenizerOptions as Record<string, unknown>)[key] = value;
       else (imageOverrides as Record<string, unknown>)[key] = value;
     }
 
@@ -205,7 +225,7 @@ export class Llama4Processor extends CallableInstance {
           `but ${imageList.length} image${imageList.length === 1 ? " was" : "s were"} given; put one ${this.fake_image_token} where each image goes`,
       );
     }
-    if (imageList.length === 0) return new BatchFeature(this.tokenizer(batched ? texts : texts[0], tokenizerOptions));
+    if (imageList.length === 0) return new BatchFeature(this.tokenizer(texts, tokenizerOptions));
 
     const processed = await this.image_processor.preprocess(imageList, { ...imageOverrides, load_image_options });
     const [, , height, width] = processed.pixel_values.dims;
@@ -214,8 +234,26 @@ export class Llama4Processor extends CallableInstance {
     const expanded = texts.map((t) =>
       t.split(this.fake_image_token).reduce((acc, piece) => acc + this._prompt_split_image(processed.aspect_ratios[next++], perTile) + piece),
     );
-    const encoding = this.tokenizer(batched ? expanded : expanded[0], tokenizerOptions);
+    const encoding = this.tokenizer(expanded, tokenizerOptions);
+    this.checkImageTokensKept(expanded, encoding);
     return new BatchFeature(encoding, processed.pixel_values);
+  }
+
+  /** Truncation that cuts into an image's tokens leaves features without a place; refuse it here, before
+   * the vision tower runs (transformers checks the <|image|> count the same way). */
+  private checkImageTokensKept(expanded: string[], encoding: BatchEncoding): void {
+    const patchId = this.tokenizer.convert_tokens_to_ids(this.img_patch_token)!;
+    const rows = encoding.input_ids instanceof Tensor ? (encoding.input_ids.tolist() as number[][]) : (encoding.input_ids as number[][]);
+    rows.forEach((row, i) => {
+      const kept = row.filter((id) => id === patchId).length;
+      const wanted = expanded[i].split(this.img_patch_token).length - 1;
+      if (kept !== wanted) {
+        throw new Error(
+          `processor: text${expanded.length > 1 ? `[${i}]` : ""} keeps ${kept} of its images' ${wanted} ${this.img_patch_token} tokens ` +
+            "after tokenization, likely cut by truncation / max_length; disable truncation or raise max_length",
+        );
+      }
+    });
   }
 
   private tokensPerTile(height: number, width: number): number {
@@ -241,38 +279,54 @@ export class Llama4Processor extends CallableInstance {
   }
 
   /**
-   * Renders a chat (images as {type: "image", url | path | image}) and, with tokenize (the default),
-   * loads its images in order and returns the processor's output for the rendered text.
+   * Renders a chat (images as {type: "image", url | path | image | base64}, or OpenAI's
+   * {type: "image_url", image_url: {url}}). With `tokenize`, loads its images in order and returns the
+   * processor's input_ids for the rendered text, or with `return_dict` too, everything the model takes.
    */
-  apply_chat_template(conversation: ChatMessage[], options: ProcessorChatTemplateOptions & { tokenize: false }): Promise<string>;
-  apply_chat_template(conversation: ChatMessage[][], options: ProcessorChatTemplateOptions & { tokenize: false }): Promise<string[]>;
-  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions & { return_tensors: "pt" }): Promise<BatchFeature<Tensor>>;
-  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options?: ProcessorChatTemplateOptions): Promise<BatchFeature>;
-  async apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions = {}): Promise<string | string[] | BatchFeature> {
-    const { tokenize = true, return_dict = true, images_kwargs = {}, load_image_options = {}, return_tensors = null,
-      padding = false, truncation = false, max_length = null, tokenizer_kwargs = {}, ...templateOptions } = options;
-    if (!return_dict && tokenize) throw new Error("apply_chat_template: the processor returns a dict (return_dict must be true)");
+  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions & { tokenize: true; return_dict: true; return_tensors: "pt" }): Promise<BatchFeature<Tensor>>;
+  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions & { tokenize: true; return_dict: true }): Promise<BatchFeature>;
+  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions & { tokenize: true; return_tensors: "pt" }): Promise<Tensor>;
+  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions & { tokenize: true }): Promise<number[][]>;
+  apply_chat_template(conversation: ChatMessage[], options?: ProcessorChatTemplateOptions & { tokenize?: false }): Promise<string>;
+  apply_chat_template(conversation: ChatMessage[][], options?: ProcessorChatTemplateOptions & { tokenize?: false }): Promise<string[]>;
+  apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options?: ProcessorChatTemplateOptions): Promise<string | string[] | number[][] | Tensor | BatchFeature>;
+  async apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions = {}): Promise<string | string[] | number[][] | Tensor | BatchFeature> {
+    const { tokenize = false, return_dict = false, processor_kwargs = {}, load_image_options, return_tensors = null,
+      padding = false, truncation = false, max_length = null, tokenizer_kwargs = {}, ...others } = options;
     if (!Array.isArray(conversation)) {
       throw new TypeError(`apply_chat_template: conversation must be an array of messages (or of conversations), got ${describe(conversation)}`);
     }
+    checkOptions("apply_chat_template processor_kwargs", processor_kwargs, PROCESSOR_KWARG_KEYS);
+    // Processor options given directly are the processor's, the rest are template variables.
+    const direct: Record<string, unknown> = {};
+    const templateOptions: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(others)) {
+      ((PROCESSOR_KWARG_KEYS as readonly string[]).includes(key) ? direct : templateOptions)[key] = value;
+    }
     const batched = conversation.length > 0 && Array.isArray(conversation[0]);
-    const conversations = (batched ? conversation : [conversation]) as ChatMessage[][];
-    const template = templateOptions.chat_template ?? this.chat_template;
+    const conversations = ((batched ? conversation : [conversation]) as ChatMessage[][]).map(withImageUrlPartsAsImages);
+    const template = (templateOptions.chat_template as string | null | undefined) ?? this.chat_template;
     const texts = conversations.map((c) => this.tokenizer.apply_chat_template(c, { ...templateOptions, chat_template: template, tokenize: false }));
     if (!tokenize) return batched ? texts : texts[0];
     // A batch's images are taken in order across its conversations, as the <|image|> placeholders are.
     const sources = conversations.flatMap((c, b) => imagesOfConversation(c, batched ? `conversation ${b} ` : ""));
+    const loadOptions = { ...(processor_kwargs.load_image_options ?? direct.load_image_options ?? {}), ...load_image_options };
     const images = await Promise.all(sources.map(async ({ source, where }) => {
       try {
-        return await load_image(source, load_image_options);
+        return await load_image(source, loadOptions);
       } catch (err) {
         throw new Error(`apply_chat_template: ${where}: ${(err as Error).message}`, { cause: err });
       }
     }));
-    return this.__call__({
-      text: batched ? texts : texts[0], images, return_tensors, padding, truncation, max_length, ...tokenizer_kwargs, ...images_kwargs,
-      add_special_tokens: false, // the template wrote <|begin_of_text|>
-    });
+    const callOptions: ProcessorCallOptions = {
+      return_tensors, padding, truncation, max_length, ...tokenizer_kwargs, ...direct, ...processor_kwargs,
+      text: batched ? texts : texts[0], images,
+    };
+    delete callOptions.load_image_options; // the images are loaded already
+    // A template that writes <|begin_of_text|> itself must not get a second one, as in transformers.
+    if (this.tokenizer.bos_token !== null && texts[0]?.startsWith(this.tokenizer.bos_token)) callOptions.add_special_tokens = false;
+    const out = await this.__call__(callOptions);
+    return return_dict ? out : (out.input_ids as number[][] | Tensor);
   }
 
   decode(ids: number | number[] | Tensor, options?: DecodeOptions): string {
@@ -283,10 +337,33 @@ export class Llama4Processor extends CallableInstance {
     return this.tokenizer.batch_decode(sequences, options);
   }
 
-  /** As transformers' post_process_image_text_to_text: the texts of generated sequences (special tokens skipped). */
-  post_process_image_text_to_text(sequences: number[][] | Tensor, options: DecodeOptions = {}): string[] {
-    return this.tokenizer.batch_decode(sequences, { skip_special_tokens: true, ...options });
+  /**
+   * As transformers' post_process_image_text_to_text: the text of each generated sequence (special
+   * tokens skipped); one sequence (number[] or a 1-D Tensor) gives one string.
+   */
+  post_process_image_text_to_text(sequence: number[], options?: DecodeOptions): string;
+  post_process_image_text_to_text(sequences: number[][], options?: DecodeOptions): string[];
+  post_process_image_text_to_text(sequences: Tensor, options?: DecodeOptions): string | string[];
+  post_process_image_text_to_text(sequences: number[] | number[][] | Tensor, options: DecodeOptions = {}): string | string[] {
+    const decodeOptions = { skip_special_tokens: true, ...options };
+    const single = sequences instanceof Tensor ? sequences.dims.length === 1 : Array.isArray(sequences) && typeof sequences[0] === "number";
+    if (single) return this.tokenizer.decode(sequences as number[] | Tensor, decodeOptions);
+    return this.tokenizer.batch_decode(sequences as number[][] | Tensor, decodeOptions);
   }
+}
+
+/** The chat with OpenAI-style {type: "image_url", image_url: {url} | url} parts as {type: "image", url}
+ * parts, as transformers normalises them (the messages given are not changed). */
+function withImageUrlPartsAsImages(conversation: ChatMessage[]): ChatMessage[] {
+  return conversation.map((message) => {
+    if (!Array.isArray(message?.content) || !message.content.some((part) => part?.type === "image_url")) return message;
+    const content = message.content.map((part) => {
+      if (part?.type !== "image_url" || !("image_url" in part)) return part;
+      const info = part.image_url as { url?: unknown } | string | null;
+      return { type: "image", url: typeof info === "object" && info !== null ? info.url : info };
+    });
+    return { ...message, content };
+  });
 }
 
 /** The image parts of a chat, in order, with where each one is (for error messages). */
@@ -301,8 +378,9 @@ function imagesOfConversation(conversation: ChatMessage[], prefix: string): { so
       if (source === undefined || source === null) {
         throw new Error(`apply_chat_template: ${where} is an image part without "url", "path", "image" or "base64"`);
       }
-      const asData = part.base64 !== undefined && part.image === undefined && part.url === undefined && part.path === undefined
-        ? `data:image/*;base64,${String(part.base64)}` : source;
+      // bare base64 becomes a data URL; one that is a data URL already stays as it is
+      const onlyBase64 = part.base64 !== undefined && part.image === undefined && part.url === undefined && part.path === undefined;
+      const asData = onlyBase64 && !String(part.base64).startsWith("data:") ? `data:image/*;base64,${String(part.base64)}` : source;
       found.push({ source: asData as ImageInput, where });
     });
   });
