@@ -17,6 +17,8 @@ export function showHTML(html: string, plain?: string): DisplayHandle | undefine
 
 /** An image (e.g. from load_image) as a PNG output, at most `maxSize` pixels on its long side (default 512). */
 export async function showImage(image: RawImage, options: { maxSize?: number } = {}): Promise<DisplayHandle | undefined> {
-  const png = await imagePNG(image, options.maxSize ?? 512);
+  const maxSize = options.maxSize ?? 512;
+  if (!Number.isInteger(maxSize) || maxSize < 1) throw new Error(`showImage: maxSize must be a positive whole number of pixels, got ${maxSize}`);
+  const png = await imagePNG(image, maxSize);
   return display({ "image/png": png.toString("base64"), "text/plain": `<RGB image ${image.width}x${image.height}>` });
 }

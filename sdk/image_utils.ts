@@ -60,6 +60,7 @@ export const DEFAULT_MAX_PIXELS = 2 * 89478485;
 // PIL reads these (AVIF/HEIF since Pillow 11.2); sharp can also render SVG and PDF, which PIL cannot.
 const SUPPORTED_FORMATS = new Set(["jpeg", "png", "webp", "gif", "tiff", "heif", "avif"]);
 const BASE64_RE = /^[A-Za-z0-9+/\s]+={0,2}\s*$/;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Decodes one image to 8-bit RGB, as transformers' load_image does (see the notes at the top of this file). */
 export async function load_image(input: ImageInput, options: LoadImageOptions = {}): Promise<RawImage> {
@@ -70,19 +71,22 @@ export async function load_image(input: ImageInput, options: LoadImageOptions = 
   if (timeout !== undefined && !(typeof timeout === "number" && timeout > 0)) {
     throw new Error(`load_image: timeout must be a positive number of seconds, got ${describe(timeout)}`);
   }
+  // Node's timers hold at most 2^31 - 1 ms (about 24.8 days); a longer wait is no limit at all.
+  const urlOptions = timeout !== undefined && timeout * 1000 > MAX_TIMER_MS ? { ...options, timeout: undefined } : options;
 
   if (input instanceof RawImage) return input;
-  if (isSharp(input)) return decode(input.clone().autoOrient(), "sharp instance", maxPixels);
+  // A sharp pipeline is taken as it outputs, whatever it was made from (raw pixels, create, ...).
+  if (isSharp(input)) return decode(input.clone().autoOrient(), "sharp instance", maxPixels, { anyFormat: true });
   if (input instanceof Uint8Array || input instanceof ArrayBuffer) {
     const bytes = input instanceof ArrayBuffer ? Buffer.from(input) : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     return decodeBytes(bytes, `image bytes (${bytes.length} bytes)`, maxPixels);
   }
-  if (input instanceof URL) return loadUrl(input, options, maxPixels);
+  if (input instanceof URL) return loadUrl(input, urlOptions, maxPixels);
   if (typeof input !== "string") {
     throw new TypeError(`load_image: expected a file path, an http(s) or data URL, base64 text, encoded bytes, a sharp instance or a RawImage, got ${describe(input)}`);
   }
-  if (/^https?:\/\//i.test(input)) return loadUrl(new URL(input), options, maxPixels);
-  if (/^file:\/\//i.test(input)) return loadFile(fileURLToPath(input), maxPixels);
+  if (/^https?:\/\//i.test(input)) return loadUrl(new URL(input), urlOptions, maxPixels);
+  if (/^file:\/\//i.test(input)) return loadFile(filePathOf(input), maxPixels);
   if (input.startsWith("data:")) {
     const match = /^data:(image\/[^;,]*)(?:;[^,]*)?;base64,/i.exec(input);
     if (!match) throw new Error(`load_image: ${describe(input)} is a data URL but not a base64 "data:image/...;base64," one`);
@@ -90,7 +94,7 @@ export async function load_image(input: ImageInput, options: LoadImageOptions = 
     return decodeBytes(Buffer.from(input.slice(match[0].length), "base64"), what, maxPixels);
   }
   // transformers tries base64 for any string that is not a file; here only text that can be base64 is.
-  if (input.length >= 32 && BASE64_RE.test(input) && !(await isFile(input))) {
+  if (input.length >= 32 && BASE64_RE.test(input) && !(await exists(input))) {
     try {
       return await decodeBytes(Buffer.from(input, "base64"), `base64 string (${input.length} characters)`, maxPixels);
     } catch (err) {
@@ -109,28 +113,40 @@ function isSharp(value: unknown): value is Sharp {
   return typeof v === "object" && v !== null && typeof v.clone === "function" && typeof v.metadata === "function" && typeof v.raw === "function";
 }
 
-async function isFile(path: string): Promise<boolean> {
+async function exists(path: string): Promise<boolean> {
   try {
-    return (await stat(path)).isFile();
+    await stat(path);
+    return true;
   } catch {
     return false;
+  }
+}
+
+function filePathOf(url: string | URL): string {
+  try {
+    return fileURLToPath(url);
+  } catch (e) {
+    throw new Error(`load_image: ${String(url)}: not a usable file URL (${(e as Error).message})`);
   }
 }
 
 async function loadFile(path: string, maxPixels: number): Promise<RawImage> {
   let bytes: Buffer;
   try {
+    // Only regular files: a device such as /dev/zero would be read until memory runs out.
+    const info = await stat(path);
+    if (info.isDirectory()) throw new Error("is a directory, not an image file");
+    if (!info.isFile()) throw new Error("is not a regular file");
     bytes = await readFile(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory, not an image file" : (e as Error).message;
-    throw new Error(`load_image: ${path}: ${reason}`);
+    throw new Error(`load_image: ${path}: ${code === "ENOENT" ? "no such file" : (e as Error).message}`);
   }
   return decodeBytes(bytes, path, maxPixels);
 }
 
 async function loadUrl(url: URL, options: LoadImageOptions, maxPixels: number): Promise<RawImage> {
-  if (url.protocol === "file:") return loadFile(fileURLToPath(url), maxPixels);
+  if (url.protocol === "file:") return loadFile(filePathOf(url), maxPixels);
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`load_image: ${url.href}: only http(s) and file URLs are supported`);
   const fetchImpl = options.fetch ?? globalThis.fetch;
   const { timeout } = options;
@@ -163,14 +179,16 @@ async function decodeBytes(bytes: Buffer, what: string, maxPixels: number): Prom
   return decode(pipeline, what, maxPixels);
 }
 
-async function decode(pipeline: Sharp, what: string, maxPixels: number): Promise<RawImage> {
+async function decode(pipeline: Sharp, what: string, maxPixels: number, { anyFormat = false } = {}): Promise<RawImage> {
   let meta: Metadata;
   try {
     meta = await pipeline.metadata();
   } catch (e) {
-    throw new UnreadableImageError(`load_image: ${what}: not a readable image (${(e as Error).message.trim()})`);
+    throw new UnreadableImageError(
+      `load_image: ${what}: not a readable image (${(e as Error).message.trim()}; readable formats: ${[...SUPPORTED_FORMATS].join(", ")})`,
+    );
   }
-  if (!SUPPORTED_FORMATS.has(meta.format ?? "")) {
+  if (!anyFormat && !SUPPORTED_FORMATS.has(meta.format ?? "")) {
     throw new Error(`load_image: ${what}: unsupported image format "${meta.format}" (supported: ${[...SUPPORTED_FORMATS].join(", ")})`);
   }
   const { width = 0, height = 0 } = meta;

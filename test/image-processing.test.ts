@@ -141,6 +141,13 @@ describe("load_image decodes like transformers", () => {
     }
     expect(fetches).toBe(2);
     expect(await load_image(fromFile)).toBe(fromFile);
+    // a sharp pipeline is taken as it outputs, also when it was made from raw pixels
+    const fromRaw = await load_image(sharp(Buffer.from(fromFile.data), { raw: { width: fromFile.width, height: fromFile.height, channels: 3 } }));
+    expect(Buffer.from(fromRaw.data).equals(Buffer.from(fromFile.data))).toBe(true);
+    const created = await load_image(sharp({ create: { width: 3, height: 2, channels: 3, background: { r: 10, g: 20, b: 30 } } }));
+    expect(Array.from(created.data)).toEqual(Array(6).fill([10, 20, 30]).flat());
+    // a timeout past what Node's timers hold means no limit, not an immediate abort
+    expect((await load_image(`${plainUrl}/portrait.jpg`, { timeout: 1e7 })).width).toBe(fromFile.width);
   });
 
   test("an http URL that redirects (the Hub's LFS files) loads the same pixels", async () => {
@@ -283,7 +290,9 @@ describe("bad input is a clear error naming the culprit", () => {
 
   test("corrupt bytes", async () => {
     const noise = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7919 + 13) % 256));
-    await expect(load_image(noise)).rejects.toThrow(/image bytes \(1000 bytes\): not a readable image \(.*unsupported image format/);
+    await expect(load_image(noise)).rejects.toThrow(
+      /image bytes \(1000 bytes\): not a readable image \(.*unsupported image format; readable formats: jpeg, png, webp, gif, tiff, heif, avif\)/,
+    );
   });
 
   test("truncated JPEG", async () => {
@@ -322,6 +331,15 @@ describe("bad input is a clear error naming the culprit", () => {
     // A missing name that could be base64 text is tried as such first, as transformers does.
     const name = "pictures/holidays/beach/sunset0001";
     await expect(load_image(name)).rejects.toThrow(`load_image: "${name}": no such file, and not base64 image data either`);
+  });
+
+  test("a directory, a device, a bad file URL", async () => {
+    // a long directory path that could also be base64 text is still reported as a directory
+    const dir = join(scratch, "a".repeat(40));
+    mkdirSync(dir, { recursive: true });
+    await expect(load_image(dir)).rejects.toThrow(`load_image: ${dir}: is a directory, not an image file`);
+    await expect(load_image("/dev/zero")).rejects.toThrow("load_image: /dev/zero: is not a regular file");
+    await expect(load_image("file://img/la.png")).rejects.toThrow(/load_image: file:\/\/img\/la\.png: not a usable file URL \(.*host/);
   });
 
   test("HTTP 404", async () => {

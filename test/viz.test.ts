@@ -36,6 +36,7 @@ import {
   routingHeatmap,
   routingHeatmapPlotly,
   routingLoadData,
+  svgToPNG,
   textByExpert,
   textByExpertHTML,
   textByExpertLayout,
@@ -463,13 +464,49 @@ describe("attention onto image patches", () => {
     expect(images.map((i) => [i.sizex, i.sizey])).toEqual([[200, 100], [200, 100]]);
   });
 
+  test("the static fallback (PNG for GitHub / nbviewer) draws the picture under the cells, top side up", async () => {
+    // top half red, bottom half blue
+    const pixels = new Uint8Array(200 * 100 * 3);
+    for (let i = 0; i < 200 * 100; i++) pixels.set(i < 200 * 50 ? [255, 0, 0] : [0, 0, 255], i * 3);
+    const fig = await imageAttention(imageTrace, { layer: 1, layout, image: new RawImage(pixels, 200, 100) });
+    const spec = plotlyStaticSpec(fig) as unknown as { hconcat: { layer: { mark: { type: string }; data: { values: Row[] }; encoding: { y: { scale: { domain: number[] } } } }[] }[] };
+    const [picture, cells] = spec.hconcat[0].layer;
+    expect(picture.mark.type).toBe("image");
+    expect(picture.data.values).toEqual([{ x: 0, x2: 200, y: 0, y2: 100, url: (fig.layout.images as Row[])[0].source }]);
+    expect(cells.encoding.y.scale.domain).toEqual([100, 0]); // y grows downwards, as in the picture
+    // the first tile's top-left cell (position 2) covers image pixels x 0..50, y 0..50
+    expect(cells.data.values[0]).toMatchObject({ x: 0, x2: 50, y: 0, y2: 50 });
+    const png = await sharp(await svgToPNG(await toSVG(fig), 1)).raw().toBuffer({ resolveWithObject: true });
+    const band = (from: number, to: number) => {
+      const sum = [0, 0, 0];
+      let n = 0;
+      const { width, height, channels } = png.info;
+      for (let y = Math.floor(height * from); y < height * to; y++) {
+        for (let x = Math.floor(width * 0.05); x < width * 0.4; x++, n++) for (let c = 0; c < 3; c++) sum[c] += png.data[(y * width + x) * channels + c];
+      }
+      return sum.map((v) => v / n);
+    };
+    const [top, bottom] = [band(0.25, 0.45), band(0.65, 0.85)];
+    expect(top[0]).toBeGreaterThan(bottom[0] + 60);
+    expect(bottom[2]).toBeGreaterThan(top[2] + 60);
+  });
+
   test("errors name what is wrong", async () => {
     expect(() => imageAttentionData(imageTrace, { layer: 1, layout: { ...layout, aspect_ratio: [2, 2] } })).toThrow(
       /image 0 has 12 patch tokens in the trace, but its layout \(2x2 tiles of 4\) needs 20/,
     );
     expect(() => imageAttentionData(imageTrace, { layer: 1, layout, image_index: 1 })).toThrow(/image_index 1 does not exist: the trace has 1 image/);
     expect(() => imageAttentionData(imageTrace, { layer: 3, layout })).toThrow(/no attention recorded for layer 3/);
-    expect(() => imageAttentionData(imageTrace, { layer: 0, layout })).toThrow(/chunked-attention layer whose chunk does not reach back to the image/);
+    expect(() => imageAttentionData(imageTrace, { layer: 0, layout })).toThrow(
+      /layer 0 is a chunked-attention layer \(chunk 3\) and query 19 does not see all of image 0 \(positions 2\.\.16\)/,
+    );
+    expect(() => imageAttentionData(imageTrace, { layer: 1, layout, queries: [] })).toThrow(/queries is empty/);
+    // a 2x1 layout has as many patches as the 1x2 image; its tile separators give it away
+    const withSeparators = { ...layout, tile_x_separator_id: 11, tile_y_separator_id: 12 };
+    expect(imageAttentionData(imageTrace, { layer: 1, layout: withSeparators }).tiles).toHaveLength(2);
+    expect(() => imageAttentionData(imageTrace, { layer: 1, layout: { ...withSeparators, aspect_ratio: [2, 1] } })).toThrow(
+      /12 patch tokens and 1\/1 tile x\/y separators in the trace, but its layout \(2x1 tiles of 4\) needs 12 and 0\/2/,
+    );
     expect(() => imageAttentionData(imageTrace, { layer: 1, layout, queries: [10] })).toThrow(/query 10 must be a recorded position after the image/);
     const image = new RawImage(new Uint8Array(10 * 10 * 3), 10, 10);
     await expect(imageAttention(imageTrace, { layer: 1, layout, image })).rejects.toThrow(/the image is 10x10 but the layout is for 200x100/);

@@ -42,12 +42,17 @@ export function imageAttentionData(trace: GenerationTraceData, options: ImageAtt
   if (g * g !== layout.tokens_per_tile) throw new Error(`imageAttention: tokens_per_tile ${layout.tokens_per_tile} is not a square`);
   const [rows, cols] = layout.aspect_ratio;
   const tiled = rows * cols > 1;
-  const positions = patchPositions(trace, layout, options.image_index ?? 0);
+  const imageIndex = options.image_index ?? 0;
+  const { positions, separators } = imageTokens(trace, layout, imageIndex);
   const expected = (tiled ? rows * cols + 1 : 1) * layout.tokens_per_tile;
-  if (positions.length !== expected) {
+  // A 1x2 and a 2x1 image have as many patches; the tile separators tell them apart.
+  const wrongGrid = separators !== null && (separators.x !== (tiled ? rows * (cols - 1) : 0) || separators.y !== (tiled ? rows : 0));
+  if (positions.length !== expected || wrongGrid) {
     throw new Error(
-      `imageAttention: image ${options.image_index ?? 0} has ${positions.length} patch tokens in the trace, ` +
-        `but its layout (${rows}x${cols} tiles of ${layout.tokens_per_tile}) needs ${expected}: is it the layout of this image?`,
+      `imageAttention: image ${imageIndex} has ${positions.length} patch tokens` +
+        (separators ? ` and ${separators.x}/${separators.y} tile x/y separators` : "") + ` in the trace, ` +
+        `but its layout (${rows}x${cols} tiles of ${layout.tokens_per_tile}) needs ${expected}` +
+        (separators ? ` and ${tiled ? rows * (cols - 1) : 0}/${tiled ? rows : 0}` : "") + `: is it the layout of this image?`,
     );
   }
   const heads = options.head === undefined || options.head === "mean"
@@ -57,22 +62,32 @@ export function imageAttentionData(trace: GenerationTraceData, options: ImageAtt
   const maps = heads.map((h) => attentionMapOf(trace, layer, h));
   const generated = trace.tokens.flatMap((t, i) => (t.is_prompt ? [] : [i]));
   const queries = options.queries ?? (generated.length ? generated : [trace.tokens.length - 1]);
+  if (queries.length === 0) throw new Error("imageAttention: queries is empty; give at least one query position");
   const last = positions[positions.length - 1];
   for (const q of queries) {
     if (!Number.isInteger(q) || q <= last || q >= maps[0].probs.length) {
       throw new Error(`imageAttention: query ${q} must be a recorded position after the image (${last + 1}..${maps[0].probs.length - 1})`);
     }
   }
+  // A chunked layer's query sees only the keys of its own chunk: a mean over queries that cannot see
+  // (some of) the image would dilute or blank the picture without saying so.
   const kind = layerKind(trace, layer);
+  if (kind.chunked && kind.chunk !== null) {
+    const chunkOf = (pos: number) => Math.floor(pos / kind.chunk!);
+    const blind = queries.find((q) => chunkOf(q) !== chunkOf(positions[0]) || chunkOf(q) !== chunkOf(last));
+    if (blind !== undefined) {
+      throw new Error(
+        `imageAttention: layer ${layer} is a chunked-attention layer (chunk ${kind.chunk}) and query ${blind} does not see ` +
+          `all of image ${imageIndex} (positions ${positions[0]}..${last}); pick a full-attention (NoPE) layer`,
+      );
+    }
+  }
   const weight = (pos: number) => {
     let sum = 0;
     for (const map of maps) for (const q of queries) sum += map.probs[q][pos] ?? 0;
     return sum / (maps.length * queries.length);
   };
   const weights = positions.map(weight);
-  if (kind.chunked && weights.every((w) => w === 0)) {
-    throw new Error(`imageAttention: layer ${layer} is a chunked-attention layer whose chunk does not reach back to the image; pick a full-attention (NoPE) layer`);
-  }
   const grid = (offset: number, gridRows: number, gridCols: number, index: (r: number, c: number) => number) =>
     Array.from({ length: gridRows }, (_, r) => Array.from({ length: gridCols }, (_, c) => weights[offset + index(r, c)]));
   const T = layout.tokens_per_tile;
@@ -83,16 +98,24 @@ export function imageAttentionData(trace: GenerationTraceData, options: ImageAtt
   return { tiles, global, queries, positions };
 }
 
-/** The positions of the <|patch|> tokens between the image_index-th <|image_start|> and the next one. */
-function patchPositions(trace: GenerationTraceData, layout: ImagePatchLayout, imageIndex: number): number[] {
+/** The positions of the <|patch|> tokens between the image_index-th <|image_start|> and the next one, and
+ * the count of tile separators there (null when the layout does not name their ids). */
+function imageTokens(trace: GenerationTraceData, layout: ImagePatchLayout, imageIndex: number): { positions: number[]; separators: { x: number; y: number } | null } {
   const starts = trace.tokens.flatMap((t, i) => (t.id === layout.image_start_id ? [i] : []));
   if (imageIndex < 0 || imageIndex >= starts.length) {
     throw new Error(`imageAttention: image_index ${imageIndex} does not exist: the trace has ${starts.length} image${starts.length === 1 ? "" : "s"}`);
   }
   const end = starts[imageIndex + 1] ?? trace.tokens.length;
-  const out: number[] = [];
-  for (let i = starts[imageIndex]; i < end; i++) if (trace.tokens[i].id === layout.patch_id) out.push(i);
-  return out;
+  const positions: number[] = [];
+  const counted = layout.tile_x_separator_id !== undefined && layout.tile_y_separator_id !== undefined;
+  const separators = { x: 0, y: 0 };
+  for (let i = starts[imageIndex]; i < end; i++) {
+    const id = trace.tokens[i].id;
+    if (id === layout.patch_id) positions.push(i);
+    else if (id === layout.tile_x_separator_id) separators.x++;
+    else if (id === layout.tile_y_separator_id) separators.y++;
+  }
+  return { positions, separators: counted ? separators : null };
 }
 
 /**
@@ -153,8 +176,9 @@ export async function imageAttention(
       annotations: panels.map((p, i) => ({
         text: p.name, showarrow: false, xref: `x${axis(i)} domain`, yref: `y${axis(i)} domain`, x: 0.5, y: 1.06,
       })),
+      // Panels keep the picture's aspect (scaleanchor); a very tall or wide one is clamped.
       width: 360 * panels.length + 120,
-      height: Math.round(360 * (H / W)) + 140,
+      height: Math.round(Math.min(720, Math.max(120, 360 * (H / W)))) + 140,
     },
   };
   panels.forEach((_, i) => {

@@ -160,15 +160,21 @@ export function plotlyStaticSpec(fig: PlotlyFigure): VegaLiteSpec {
     const finite = z.flat().filter((v): v is number => typeof v === "number" && Number.isFinite(v));
     const zmin = typeof t.zmin === "number" ? t.zmin : minOf(finite);
     const zmax = typeof t.zmax === "number" ? t.zmax : maxOf(finite);
+    const color = { field: "z", type: "quantitative", title: colorTitle || "value", scale: colorScaleFor(t, zmin, zmax) };
+    const panelTitle = traces.length > 1 ? (typeof t.name === "string" && t.name ? t.name : `panel ${i + 1}`) : "";
+    const range = `${zmin}/${zmax}/${JSON.stringify(t.colorscale ?? null)}`;
+    if (typeof t.dx === "number" && typeof t.dy === "number" && t.x === undefined && t.y === undefined) {
+      return { panel: { title: panelTitle, ...continuousHeatmap(t, z, layout, xaxis, yaxis, color) }, range };
+    }
     const xLabels = axisLabels(xaxis, xs);
     const yLabels = axisLabels(yaxis, ys);
     const values: Record<string, unknown>[] = [];
     z.forEach((row, yi) => row.forEach((v, xi) => {
       if (typeof v === "number" && Number.isFinite(v)) values.push({ xi, yi, z: v });
     }));
-    const reversed = yaxis?.autorange === "reversed";
+    const reversed = isReversed(yaxis);
     const panel: Record<string, unknown> = {
-      title: traces.length > 1 ? (typeof t.name === "string" && t.name ? t.name : `panel ${i + 1}`) : "",
+      title: panelTitle,
       data: { values },
       mark: { type: "rect" },
       width: { step: Math.max(6, Math.min(24, Math.floor(720 / xs.length))) },
@@ -184,10 +190,10 @@ export function plotlyStaticSpec(fig: PlotlyFigure): VegaLiteSpec {
           scale: { domain: reversed ? ys.map((_, j) => j) : ys.map((_, j) => ys.length - 1 - j) },
           axis: { labelExpr: labelExpr(yLabels), labelOverlap: true },
         },
-        color: { field: "z", type: "quantitative", title: colorTitle || "value", scale: colorScaleFor(t, zmin, zmax) },
+        color,
       },
     };
-    return { panel, range: `${zmin}/${zmax}/${JSON.stringify(t.colorscale ?? null)}` };
+    return { panel, range };
   });
   const panels = built.map((b) => b.panel);
   // Panels drawn on one colour range (same zmin, zmax, colorscale) share one legend.
@@ -201,8 +207,79 @@ export function plotlyStaticSpec(fig: PlotlyFigure): VegaLiteSpec {
   return { ...base, hconcat: panels, resolve: { scale: { color: shared ? "shared" : "independent" } } };
 }
 
+/** A Plotly axis drawn top-down: autorange "reversed", or a range from high to low. */
+function isReversed(axis: Record<string, unknown> | undefined): boolean {
+  const range = axis?.range as unknown[] | undefined;
+  return axis?.autorange === "reversed" || (Array.isArray(range) && Number(range[0]) > Number(range[1]));
+}
+
+/**
+ * A heatmap placed in data coordinates (x0/dx, y0/dy), as imageAttention draws over a picture: cells
+ * as rectangles on quantitative axes with the Plotly axes' ranges, and the layout's images on those
+ * axes drawn underneath.
+ */
+function continuousHeatmap(
+  trace: Record<string, unknown>,
+  z: (number | null)[][],
+  layout: Record<string, unknown>,
+  xaxis: Record<string, unknown> | undefined,
+  yaxis: Record<string, unknown> | undefined,
+  color: Record<string, unknown>,
+): Record<string, unknown> {
+  const dx = trace.dx as number;
+  const dy = trace.dy as number;
+  const x0 = typeof trace.x0 === "number" ? trace.x0 : 0;
+  const y0 = typeof trace.y0 === "number" ? trace.y0 : 0;
+  const cells: Record<string, unknown>[] = [];
+  z.forEach((row, yi) => row.forEach((v, xi) => {
+    if (typeof v !== "number" || !Number.isFinite(v)) return;
+    const x = x0 + (xi - 0.5) * dx;
+    const y = y0 + (yi - 0.5) * dy;
+    cells.push({ x, x2: x + dx, y, y2: y + dy, z: v });
+  }));
+  const reversed = isReversed(yaxis);
+  const domainOf = (axis: Record<string, unknown> | undefined, lo: number, hi: number, flip: boolean) => {
+    const range = axis?.range as number[] | undefined;
+    if (Array.isArray(range) && range.length === 2) return range.map(Number);
+    return flip ? [hi, lo] : [lo, hi];
+  };
+  const xDomain = domainOf(xaxis, x0 - dx / 2, x0 + (z[0].length - 0.5) * dx, false);
+  const yDomain = domainOf(yaxis, y0 - dy / 2, y0 + (z.length - 0.5) * dy, reversed);
+  const axisOf = (axis: Record<string, unknown> | undefined) => (axis?.visible === false ? null : {});
+  const x = { field: "x", type: "quantitative", scale: { domain: xDomain, nice: false, zero: false }, axis: axisOf(xaxis), title: titleOf(xaxis?.title) || null };
+  const y = { field: "y", type: "quantitative", scale: { domain: yDomain, nice: false, zero: false }, axis: axisOf(yaxis), title: titleOf(yaxis?.title) || null };
+  const xref = String(trace.xaxis ?? "x");
+  const yref = String(trace.yaxis ?? "y");
+  const pictures = ((layout.images as Record<string, unknown>[] | undefined) ?? [])
+    .filter((im) => (im.xref ?? "x") === xref && (im.yref ?? "y") === yref && typeof im.source === "string")
+    .map((im) => {
+      const px = Number(im.x ?? 0);
+      const py = Number(im.y ?? 0);
+      // Plotly anchors an image at its top-left corner: downwards is +y on a top-down axis, -y otherwise.
+      return { x: px, x2: px + Number(im.sizex ?? 0), y: py, y2: reversed ? py + Number(im.sizey ?? 0) : py - Number(im.sizey ?? 0), url: im.source };
+    });
+  const width = 360;
+  const aspect = Math.abs(yDomain[1] - yDomain[0]) / Math.abs(xDomain[1] - xDomain[0]) || 1;
+  const cellLayer = {
+    data: { values: cells },
+    mark: { type: "rect", opacity: typeof trace.opacity === "number" ? trace.opacity : 1 },
+    encoding: { x, x2: { field: "x2" }, y, y2: { field: "y2" }, color },
+  };
+  return {
+    width,
+    height: Math.round(Math.min(720, Math.max(120, width * aspect))),
+    layer: [
+      ...(pictures.length
+        ? [{ data: { values: pictures }, mark: { type: "image", aspect: false }, encoding: { x, x2: { field: "x2" }, y, y2: { field: "y2" }, url: { field: "url", type: "nominal" } } }]
+        : []),
+      cellLayer,
+    ],
+  };
+}
+
 /** An RGB image (e.g. from load_image) as PNG bytes, at most `maxSize` pixels on its long side. */
 export async function imagePNG(image: RawImage, maxSize: number): Promise<Buffer> {
+  if (!Number.isInteger(maxSize) || maxSize < 1) throw new Error(`imagePNG: maxSize must be a positive whole number of pixels, got ${maxSize}`);
   return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
     .resize({ width: maxSize, height: maxSize, fit: "inside", withoutEnlargement: true })
     .png()

@@ -67,6 +67,9 @@ export interface ImagePatchLayout {
   /** Token ids of <|image_start|> and <|patch|>. */
   image_start_id: number;
   patch_id: number;
+  /** Token ids of <|tile_x_separator|> and <|tile_y_separator|> (to tell a 1x2 from a 2x1 image). */
+  tile_x_separator_id?: number;
+  tile_y_separator_id?: number;
 }
 
 /**
@@ -275,6 +278,8 @@ export class Llama4Processor extends CallableInstance {
       tokens_per_tile: this.tokensPerTile(height, width),
       image_start_id: this.tokenizer.convert_tokens_to_ids(this.start_of_img_token)!,
       patch_id: this.tokenizer.convert_tokens_to_ids(this.img_patch_token)!,
+      tile_x_separator_id: this.tokenizer.convert_tokens_to_ids(this.tile_token)!,
+      tile_y_separator_id: this.tokenizer.convert_tokens_to_ids(this.tile_global_token)!,
     };
   }
 
