@@ -16,6 +16,7 @@ import {
   Llama4TextModel,
   pipeline,
   PreTrainedTokenizer,
+  Tensor,
   TextStreamer,
   torch,
 } from "../sdk";
@@ -47,6 +48,11 @@ describe("configs", () => {
     expect(config.text_config.rope_parameters).toMatchObject({ rope_type: "llama3", rope_theta: 500000, factor: 16 });
     expect(config.vision_config.patch_size).toBe(14);
     expect(config.image_token_id).toBe(200092);
+    // config.json may use transformers' attribute_map aliases
+    const aliased = new Llama4Config({ image_token_id: 5, boi_token_id: 6, eoi_token_id: 7 });
+    expect([aliased.image_token_index, aliased.boi_token_index, aliased.eoi_token_index]).toEqual([5, 6, 7]);
+    expect(aliased.image_token_id).toBe(5);
+    expect(aliased.to_dict()).not.toHaveProperty("image_token_id");
   });
 
   test("defaults are transformers' (Scout sizes), unknown keys are kept", () => {
@@ -122,6 +128,30 @@ describe("generation with the real tokenizer", () => {
     for await (const piece of streamer) pieces.push(piece);
     const out = await running;
     expect(pieces.join("")).toBe(tokenizer.decode(Array.from(out.data.slice(prompt[0].length))));
+  });
+
+  test("a failed or cancelled generate ends the streamer: the iteration throws its error instead of waiting", async () => {
+    // cancelled after the first piece of text
+    const streamer = new AsyncTextIteratorStreamer(tokenizer, { skip_prompt: true });
+    const running = model.generate({ input_ids: prompt, max_new_tokens: 500, min_new_tokens: 500, streamer });
+    const pieces: string[] = [];
+    const iterated = (async () => {
+      for await (const piece of streamer) {
+        pieces.push(piece);
+        model.cancel();
+      }
+    })();
+    await expect(running).rejects.toMatchObject({ name: "AbortError" });
+    await expect(iterated).rejects.toMatchObject({ name: "AbortError" });
+    expect(pieces.length).toBeGreaterThan(0);
+    // failed before the first step (image features of the wrong dtype); a plain streamer gets end()
+    const ended: string[] = [];
+    const plain = { put: () => ended.push("put"), end: () => ended.push("end") };
+    const badFeatures = new Tensor("int32", new Int32Array(8 * model.text_config.hidden_size), [8, model.text_config.hidden_size]);
+    await expect(model.generate({ input_ids: prompt, image_features: badFeatures, streamer: plain })).rejects.toThrow(
+      /image_features must be a float32 Tensor/,
+    );
+    expect(ended).toEqual(["end"]);
   });
 
   test("stop_strings end generation at the token that completes the string", async () => {

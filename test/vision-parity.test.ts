@@ -226,6 +226,13 @@ describe("vision errors are rejected promises naming the cause", () => {
     );
   });
 
+  test("sizes whose product overflows are refused, not trusted (the engine must not crash)", async () => {
+    await expect(model.encodeImages({ pixelValues: new Float32Array(0), tiles: 2 ** 59, height: TILE, width: TILE })).rejects.toThrow(
+      /pixel_values has 0 values, expected .* = more than int64 holds/,
+    );
+    await expect(model.forward({ inputIds: new Int32Array(0), batch: 2 ** 40, seqLen: 2 ** 24 })).rejects.toThrow(/input_ids has 0 values, expected batch x seq_len/);
+  });
+
   test("fewer than one tile", async () => {
     await expect(model.encodeImages({ pixelValues: new Float32Array(0), tiles: 0, height: TILE, width: TILE })).rejects.toThrow(
       /tiles must be >= 1, got 0/,

@@ -6,6 +6,8 @@ import { TokenDecoder } from "./stopping_criteria";
 export interface BaseStreamer {
   put(tokenIds: number[]): void;
   end(): void;
+  /** Called instead of end() when generate fails or is cancelled (default: end()). */
+  on_error?(error: unknown): void;
 }
 
 export interface TextStreamerOptions {
@@ -70,7 +72,15 @@ export class TextStreamer implements BaseStreamer {
 export class AsyncTextIteratorStreamer extends TextStreamer implements AsyncIterable<string> {
   private queue: string[] = [];
   private finished = false;
-  private waiting: ((r: IteratorResult<string>) => void) | null = null;
+  private waiting: { resolve: (r: IteratorResult<string>) => void; reject: (e: unknown) => void } | null = null;
+  private error: { reason: unknown } | null = null;
+
+  /** generate failed or was cancelled: the text so far is still read, then the iteration throws its error. */
+  on_error(error: unknown): void {
+    this.error = { reason: error };
+    this.finished = true;
+    this.wake();
+  }
 
   override on_finalized_text(text: string, streamEnd: boolean): void {
     if (text) this.push(text);
@@ -86,24 +96,24 @@ export class AsyncTextIteratorStreamer extends TextStreamer implements AsyncIter
   }
 
   private wake(): void {
-    if (!this.waiting) return;
-    const resolve = this.waiting;
-    if (this.queue.length) {
-      this.waiting = null;
-      resolve({ value: this.queue.shift()!, done: false });
-    } else if (this.finished) {
-      this.waiting = null;
-      resolve({ value: undefined, done: true });
-    }
+    if (!this.waiting || (!this.queue.length && !this.finished)) return;
+    const waiting = this.waiting;
+    this.waiting = null;
+    this.settle(waiting.resolve, waiting.reject);
+  }
+
+  private settle(resolve: (r: IteratorResult<string>) => void, reject: (e: unknown) => void): void {
+    if (this.queue.length) resolve({ value: this.queue.shift()!, done: false });
+    else if (this.error) reject(this.error.reason);
+    else resolve({ value: undefined, done: true });
   }
 
   [Symbol.asyncIterator](): AsyncIterator<string> {
     return {
       next: () =>
-        new Promise<IteratorResult<string>>((resolve) => {
-          if (this.queue.length) resolve({ value: this.queue.shift()!, done: false });
-          else if (this.finished) resolve({ value: undefined, done: true });
-          else this.waiting = resolve;
+        new Promise<IteratorResult<string>>((resolve, reject) => {
+          if (this.queue.length || this.finished) this.settle(resolve, reject);
+          else this.waiting = { resolve, reject };
         }),
     };
   }

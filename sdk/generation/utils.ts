@@ -142,58 +142,73 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
   const record = (out: Awaited<ReturnType<typeof model.forward>>, fed: number[], past: number, isPrompt: boolean) =>
     trace?.append(stepFromOutput(out, fed, past, isPrompt, decode, withMemory ? model.memory_step(cache, out) : undefined));
 
-  // The prompt's image features, one block per row (rows repeated by num_return_sequences repeat theirs).
-  const images = await promptImageFeatures(model, options, rows, repeat);
-
-  streamer?.put(rows[0].slice());
   const cache = model.new_cache(B);
-  // The prompt, in pieces of prefill_chunk_size tokens if asked (only the last piece's logits are used).
-  const piece = config.prefill_chunk_size ?? promptLength;
-  let step!: Awaited<ReturnType<typeof model.forward>>;
-  for (let start = 0; start < promptLength; start += piece) {
-    const end = Math.min(promptLength, start + piece);
-    step = await model.forward({
-      input_ids: rows.map((r) => r.slice(start, end)),
-      attention_mask: maskRows.map((m) => m.slice(0, end)),
-      position_ids: positions.map((p) => p.slice(start, end)),
-      past_key_values: cache,
-      logits_to_keep: 1,
-      ...(images ? { image_features: images.forPiece(start, end) } : {}),
-      ...traced,
-    });
-    record(step, rows[0].slice(start, end), start, true);
-  }
-  for (let n = 0; ; n++) {
-    const logits = step.logits.data as Float32Array;
-    const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
-    if (config.output_logits) logitsOut.push(stack(scores, V));
-    for (const p of processors) p.process(rows, scores);
-    if (config.output_scores) scoresOut.push(stack(scores, V));
+  // cancel() stops the native call in flight; one made between two steps (from a streamer, say) is seen here.
+  const cancelsAtStart = model.cancel_count;
+  const stopIfCancelled = () => {
+    if (model.cancel_count === cancelsAtStart) return;
+    throw Object.assign(new Error("cancelled"), { name: "AbortError", code: "ABORT_ERR" });
+  };
+  // A failed or cancelled generation still ends the streamer, so a consumer iterating it is not left waiting.
+  try {
+    // The prompt's image features, one block per row (rows repeated by num_return_sequences repeat theirs).
+    const images = await promptImageFeatures(model, options, rows, repeat);
 
-    const next = scores.map((row, b) => (!unfinished[b] ? pad : config.do_sample ? sample(row, random) : argmax(row)));
-    next.forEach((token, b) => {
-      rows[b].push(token);
-      maskRows[b].push(1);
-    });
-    streamer?.put([next[0]]);
-    for (const c of criteria) c.done(rows, promptLength).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
-    const feed = () =>
-      model.forward({
-        input_ids: next.map((t) => [t]),
-        attention_mask: maskRows,
-        position_ids: nextPosition.map((p) => [p + n]),
+    streamer?.put(rows[0].slice());
+    // The prompt, in pieces of prefill_chunk_size tokens if asked (only the last piece's logits are used).
+    const piece = config.prefill_chunk_size ?? promptLength;
+    let step!: Awaited<ReturnType<typeof model.forward>>;
+    for (let start = 0; start < promptLength; start += piece) {
+      const end = Math.min(promptLength, start + piece);
+      stopIfCancelled();
+      step = await model.forward({
+        input_ids: rows.map((r) => r.slice(start, end)),
+        attention_mask: maskRows.map((m) => m.slice(0, end)),
+        position_ids: positions.map((p) => p.slice(start, end)),
         past_key_values: cache,
         logits_to_keep: 1,
+        ...(images ? { image_features: images.forPiece(start, end) } : {}),
         ...traced,
       });
-    if (!unfinished.some(Boolean)) {
-      // A trace also covers the last generated token: run it through the model once more.
-      if (trace) record(await feed(), [next[0]], rows[0].length - 1, false);
-      break;
+      record(step, rows[0].slice(start, end), start, true);
     }
-    const past = cache.get_seq_length();
-    step = await feed();
-    record(step, [next[0]], past, false);
+    for (let n = 0; ; n++) {
+      const logits = step.logits.data as Float32Array;
+      const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
+      if (config.output_logits) logitsOut.push(stack(scores, V));
+      for (const p of processors) p.process(rows, scores);
+      if (config.output_scores) scoresOut.push(stack(scores, V));
+
+      const next = scores.map((row, b) => (!unfinished[b] ? pad : config.do_sample ? sample(row, random) : argmax(row)));
+      next.forEach((token, b) => {
+        rows[b].push(token);
+        maskRows[b].push(1);
+      });
+      streamer?.put([next[0]]);
+      for (const c of criteria) c.done(rows, promptLength).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
+      const feed = () => {
+        stopIfCancelled();
+        return model.forward({
+          input_ids: next.map((t) => [t]),
+          attention_mask: maskRows,
+          position_ids: nextPosition.map((p) => [p + n]),
+          past_key_values: cache,
+          logits_to_keep: 1,
+          ...traced,
+        });
+      };
+      if (!unfinished.some(Boolean)) {
+        // A trace also covers the last generated token: run it through the model once more.
+        if (trace) record(await feed(), [next[0]], rows[0].length - 1, false);
+        break;
+      }
+      const past = cache.get_seq_length();
+      step = await feed();
+      record(step, [next[0]], past, false);
+    }
+  } catch (err) {
+    if (streamer) (streamer.on_error ?? streamer.end).call(streamer, err);
+    throw err;
   }
   streamer?.end();
 
@@ -220,7 +235,7 @@ async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOp
   const tokenId = model.image_token_id;
   const features = options.image_features ?? (await model.embed_images(options.pixel_values!));
   const H = model.text_config.hidden_size;
-  if (!(features instanceof Tensor) || features.dims.length !== 2 || features.dims[1] !== H) {
+  if (!(features instanceof Tensor) || features.dtype !== "float32" || features.dims.length !== 2 || features.dims[1] !== H) {
     throw new Error(`generate: image_features must be a float32 Tensor [image tokens, ${H}]`);
   }
   // Rows were repeated num_return_sequences (`repeat`) times in a row; each distinct prompt owns a block.

@@ -179,7 +179,8 @@ std::vector<WeightStat> TextModel::weight_stats() const {
 void TextModel::validate(const ForwardRequest& r) const {
   if (r.batch < 1 || r.seq_len < 1)
     throw std::runtime_error("empty input: input_ids needs at least one row of at least one token");
-  if (int64_t(r.input_ids.size()) != r.batch * r.seq_len)
+  // batch and seq_len come from JS unchecked: compare by division so huge values cannot overflow into a match.
+  if (r.batch > int64_t(r.input_ids.size()) / r.seq_len || int64_t(r.input_ids.size()) != r.batch * r.seq_len)
     throw std::runtime_error("input_ids has " + std::to_string(r.input_ids.size()) + " values, expected batch x seq_len");
   for (int64_t i = 0; i < int64_t(r.input_ids.size()); i++) {
     int32_t id = r.input_ids[i];

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -165,11 +166,15 @@ void VisionModel::validate(const ImageRequest& r) const {
     throw std::runtime_error("encode_images: tiles of " + std::to_string(r.height) + "x" + std::to_string(r.width) +
                              " pixels, but the vision tower takes " + S + "x" + S +
                              " (vision_config.image_size): pixel_values must be [tiles, " + C + ", " + S + ", " + S + "]");
-  const int64_t expected = r.tiles * c.num_channels * r.height * r.width;
-  if (int64_t(r.pixel_values.size()) != expected)
+  // tiles comes from JS unchecked: compare by division so a huge value cannot overflow into a match.
+  const int64_t per_tile = c.num_channels * r.height * r.width;
+  const int64_t values = int64_t(r.pixel_values.size());
+  const int64_t expected = r.tiles <= values / per_tile ? r.tiles * per_tile : -1;
+  if (values != expected)
     throw std::runtime_error("encode_images: pixel_values has " + std::to_string(r.pixel_values.size()) +
                              " values, expected tiles x channels x height x width = " + std::to_string(r.tiles) + " x " +
-                             C + " x " + S + " x " + S + " = " + std::to_string(expected));
+                             C + " x " + S + " x " + S + " = " +
+                             (r.tiles <= INT64_MAX / per_tile ? std::to_string(r.tiles * per_tile) : "more than int64 holds"));
 }
 
 ImageResult VisionModel::encode(const ImageRequest& req, const std::atomic<bool>& cancel) {

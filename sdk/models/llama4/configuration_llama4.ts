@@ -189,6 +189,9 @@ export class Llama4VisionConfig extends PretrainedConfig {
   }
 }
 
+/** transformers' Llama4Config.attribute_map: alias -> the key stored. */
+const LLAMA4_ATTRIBUTE_MAP = { image_token_id: "image_token_index", boi_token_id: "boi_token_index", eoi_token_id: "eoi_token_index" } as const;
+
 export class Llama4Config extends PretrainedConfig {
   declare text_config: Llama4TextConfig;
   declare vision_config: Llama4VisionConfig;
@@ -198,7 +201,14 @@ export class Llama4Config extends PretrainedConfig {
 
   constructor(source: JsonObject = {}, where = "Llama4Config") {
     super();
-    this.assign({ boi_token_index: 200080, eoi_token_index: 200081, image_token_index: 200092, tie_word_embeddings: false }, source);
+    // config.json may spell the token ids by their attribute_map aliases (image_token_id, ...).
+    const canonical: JsonObject = { ...source };
+    for (const [alias, key] of Object.entries(LLAMA4_ATTRIBUTE_MAP)) {
+      if (!(alias in canonical)) continue;
+      if (!(key in canonical)) canonical[key] = canonical[alias];
+      delete canonical[alias];
+    }
+    this.assign({ boi_token_index: 200080, eoi_token_index: 200081, image_token_index: 200092, tie_word_embeddings: false }, canonical);
     this.model_type = "llama4";
     this.text_config = new Llama4TextConfig((source.text_config as JsonObject) ?? {}, `${where} text_config`);
     this.vision_config = new Llama4VisionConfig((source.vision_config as JsonObject) ?? {}, `${where} vision_config`);

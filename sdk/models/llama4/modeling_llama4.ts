@@ -99,6 +99,7 @@ export class Llama4PreTrainedModel {
   readonly attn_implementation: AttnImplementation;
   /** The id or directory it was loaded from. */
   readonly name_or_path: string;
+  private cancellations = 0;
 
   /** Use `await X.from_pretrained(...)`. */
   constructor(
@@ -153,7 +154,14 @@ export class Llama4PreTrainedModel {
 
   /** Stops the forward/generate calls in flight: they reject with an AbortError, the model stays usable. */
   cancel(): void {
+    this.cancellations++;
     this.engine.cancel();
+  }
+
+  /** How many times cancel() was called: generate compares it between its steps, where no native call is
+   * in flight for the engine to stop (e.g. cancel() called from a streamer). */
+  get cancel_count(): number {
+    return this.cancellations;
   }
 
   /** An empty KV cache for `batch` rows. */
@@ -231,12 +239,26 @@ export class Llama4PreTrainedModel {
       throw new Error("forward: pass pixel_values or image_features, not both");
     }
     const tokenId = this.imageTokenId("forward");
+    const tokens = ids.reduce((n, id) => n + (id === tokenId ? 1 : 0), 0);
+    // The count pixel_values will give is known before the vision tower runs: tiles x tokens per tile.
+    // (Only for pixel_values of the right shape: embed_images says what is wrong with the others.)
+    const vision = this.engine.info().vision;
+    const pixels = inputs.pixel_values;
+    const wellShaped = vision?.tokensPerTile !== undefined && pixels instanceof Tensor &&
+      pixels.dims.length === 4 && pixels.dims[1] === vision.numChannels && pixels.dims[2] === vision.imageSize && pixels.dims[3] === vision.imageSize;
+    const tiles = wellShaped ? pixels.dims[0] : undefined;
+    const perTile = vision?.tokensPerTile;
+    if (tiles !== undefined && perTile !== undefined && tiles * perTile !== tokens) {
+      throw new Error(
+        `forward: image features and image tokens do not match: input_ids has ${tokens} image tokens (id ${tokenId}) ` +
+          `but the images give ${tiles * perTile} features (${tiles} tiles x ${perTile})`,
+      );
+    }
     const features = inputs.image_features ?? (await this.embed_images(inputs.pixel_values!));
     const H = this.text_config.hidden_size;
     if (!(features instanceof Tensor) || features.dtype !== "float32" || features.dims.length !== 2 || features.dims[1] !== H) {
       throw new Error(`forward: image_features must be a float32 Tensor [image tokens, ${H}], got ${describeTensor(features)}`);
     }
-    const tokens = ids.reduce((n, id) => n + (id === tokenId ? 1 : 0), 0);
     if (tokens !== features.dims[0]) {
       throw new Error(
         `forward: image features and image tokens do not match: input_ids has ${tokens} image tokens (id ${tokenId}) ` +
@@ -311,11 +333,12 @@ export class Llama4PreTrainedModel {
     if (positions && (positions.rows !== ids.rows || positions.cols !== ids.cols)) {
       throw new Error(`position_ids must have the shape of input_ids [${ids.rows}, ${ids.cols}]`);
     }
-    const imageFeatures = await this.imageFeaturesFor(inputs, ids.data);
     const attentionLayers = this.attentionLayers(inputs.output_attentions);
     const expertOverride = inputs.expert_mask ? this.expertOverride(inputs.expert_mask) : undefined;
     const keep = inputs.logits_to_keep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new Error(`logits_to_keep must be a non-negative integer, got ${keep}`);
+    // Last: the vision tower is the expensive part, so every other input is checked before it runs.
+    const imageFeatures = await this.imageFeaturesFor(inputs, ids.data);
 
     const out = await this.engine.forward({
       inputIds: ids.data,
