@@ -1,8 +1,8 @@
 // generate(): transformers' GenerationMixin.generate for decoder-only Llama 4 - greedy or sampled
 // decoding over the KV cache with logits processors, stopping criteria and streamers.
-import type { Llama4ForCausalLM, IdsInput } from "../models/llama4/modeling_llama4";
+import type { DynamicCache, Llama4ForCausalLM, IdsInput } from "../models/llama4/modeling_llama4";
 import { Tensor, toIdMatrix } from "../tensor";
-import { checkOptions } from "../utils/options";
+import { checkOptions, describe } from "../utils/options";
 import { globalRandom, Random } from "../utils/random";
 import { GenerationConfig, GENERATION_CONFIG_KEYS } from "./configuration_utils";
 import {
@@ -38,6 +38,9 @@ export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosToke
   expert_mask?: ExpertIntervention[];
   /** The processor's pixel_values for the <|patch|> tokens of the prompt (multimodal checkpoints). */
   pixel_values?: Tensor;
+  /** A cache holding the first columns of input_ids, e.g. the previous chat turn's (GenerateOutput.past_key_values):
+   * input_ids is still the whole sequence, and only its columns past the cache are prefilled. It is extended in place. */
+  past_key_values?: DynamicCache;
   /** Or image features already projected (see Llama4ForConditionalGeneration.embed_images). */
   image_features?: Tensor;
 }
@@ -50,10 +53,13 @@ export interface GenerateOutput {
   logits?: Tensor[];
   /** With output_trace. */
   trace?: GenerationTrace;
+  /** The cache after generation (every token but the last generated one, as in transformers): pass it to
+   * the next generate call together with the longer input_ids. */
+  past_key_values?: DynamicCache;
 }
 
 const CALL_KEYS = ["input_ids", "attention_mask", "generation_config", "streamer", "tokenizer", "logits_processor",
-  "stopping_criteria", "generator", "output_trace", "expert_mask", "pixel_values", "image_features"] as const;
+  "stopping_criteria", "generator", "output_trace", "expert_mask", "pixel_values", "image_features", "past_key_values"] as const;
 
 export async function generate(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
   if (!options || options.input_ids === undefined) throw new Error("generate: input_ids is required");
@@ -142,7 +148,19 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
   const record = (out: Awaited<ReturnType<typeof model.forward>>, fed: number[], past: number, isPrompt: boolean) =>
     trace?.append(stepFromOutput(out, fed, past, isPrompt, decode, withMemory ? model.memory_step(cache, out) : undefined));
 
-  const cache = model.new_cache(B);
+  const given = options.past_key_values;
+  // (Checked by shape: importing the class here would make a cycle with the modeling module.)
+  if (given !== undefined && typeof (given as Partial<DynamicCache> | null)?.get_seq_length !== "function") {
+    throw new TypeError(`generate: past_key_values must be a DynamicCache (model.new_cache() or a previous generate's), got ${describe(given)}`);
+  }
+  const cachedLength = given ? given.get_seq_length() : 0;
+  if (cachedLength >= promptLength) {
+    throw new Error(
+      `generate: past_key_values already holds ${cachedLength} tokens but input_ids has ${promptLength}: input_ids must be the whole ` +
+        "sequence (the cached tokens first) with at least one token more",
+    );
+  }
+  const cache = given ?? model.new_cache(B);
   // cancel() stops the native call in flight; one made between two steps (from a streamer, say) is seen here.
   const cancelsAtStart = model.cancel_count;
   const stopIfCancelled = () => {
@@ -158,7 +176,7 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
     // The prompt, in pieces of prefill_chunk_size tokens if asked (only the last piece's logits are used).
     const piece = config.prefill_chunk_size ?? promptLength;
     let step!: Awaited<ReturnType<typeof model.forward>>;
-    for (let start = 0; start < promptLength; start += piece) {
+    for (let start = cachedLength; start < promptLength; start += piece) {
       const end = Math.min(promptLength, start + piece);
       stopIfCancelled();
       step = await model.forward({
@@ -214,7 +232,7 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
 
   const sequences = new Tensor("int32", Int32Array.from(rows.flat()), [B, rows[0].length]);
   if (!config.return_dict_in_generate && !trace) return sequences;
-  const out: GenerateOutput = { sequences };
+  const out: GenerateOutput = { sequences, past_key_values: cache };
   if (trace) out.trace = trace;
   if (config.output_scores) out.scores = scoresOut;
   if (config.output_logits) out.logits = logitsOut;
