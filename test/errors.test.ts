@@ -168,6 +168,8 @@ describe("bad forward inputs", () => {
 
   test("negative token id", async () => {
     await expect(model.forward({ input_ids: [[-1]] })).rejects.toThrow(/input_ids\[0\]\[0\] = -1 is out of range/);
+    const cache = model.new_cache(1);
+    await expect(model.forward({ input_ids: [[1]], cache, past_key_values: cache })).rejects.toThrow(/forward: pass cache or past_key_values \(its older name\), not both/);
   });
 
   test("empty input", async () => {

@@ -60,17 +60,21 @@ test("a follow-up turn continues from the returned cache (no pixel_values) as a 
   const inputs = await processor.apply_chat_template(chat(dog, "Describe."), { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   const first = await model.generate({ ...inputs, max_new_tokens: 6, do_sample: false, return_dict_in_generate: true });
   const sequence = first.sequences.tolist() as number[][];
-  // every token but the last generated one is cached, as in transformers
-  expect(first.past_key_values!.get_seq_length()).toBe(sequence[0].length - 1);
+  // every token but the last generated one is cached, as in transformers; past_key_values is its older name
+  expect(first.cache!.get_seq_length()).toBe(sequence[0].length - 1);
+  expect(first.past_key_values).toBe(first.cache);
   const followUp = processor.tokenizer.encode("<|eot|><|header_start|>user<|header_end|>\n\nAnd the colour?", { add_special_tokens: false });
   const longer = [[...sequence[0], ...followUp]];
-  const continued = await model.generate({ input_ids: longer, past_key_values: first.past_key_values, max_new_tokens: 8, do_sample: false });
+  const continued = await model.generate({ input_ids: longer, cache: first.cache, max_new_tokens: 8, do_sample: false });
   const fresh = await model.generate({ input_ids: longer, pixel_values: inputs.pixel_values, max_new_tokens: 8, do_sample: false });
   expect(newIds(continued, longer[0].length)).toEqual(newIds(fresh, longer[0].length));
   // the cache was extended in place by the follow-up; one that holds more than the input is refused
-  expect(first.past_key_values!.get_seq_length()).toBeGreaterThan(longer[0].length);
-  await expect(model.generate({ input_ids: [sequence[0].slice(0, 5)], past_key_values: first.past_key_values, max_new_tokens: 2 })).rejects.toThrow(
-    /past_key_values already holds \d+ tokens but input_ids has 5: input_ids must be the whole sequence/,
+  expect(first.cache!.get_seq_length()).toBeGreaterThan(longer[0].length);
+  await expect(model.generate({ input_ids: [sequence[0].slice(0, 5)], past_key_values: first.cache, max_new_tokens: 2 })).rejects.toThrow(
+    /the cache already holds \d+ tokens but input_ids has 5: input_ids must be the whole sequence/,
+  );
+  await expect(model.generate({ input_ids: longer, cache: first.cache, past_key_values: first.cache })).rejects.toThrow(
+    /generate: pass cache or past_key_values \(its older name\), not both/,
   );
 });
 

@@ -72,10 +72,12 @@ describe.each(CHECKPOINTS)("$name matches transformers", ({ name, cls }) => {
     const V = model.text_config.vocab_size;
     const prefill = Math.min(3, prompt.length);
     const first = await model.forward({ input_ids: [prompt.slice(0, prefill)], use_cache: true });
-    const cache = first.past_key_values!;
+    const cache = first.cache!;
+    expect(first.past_key_values).toBe(cache); // the older name of the same cache
     const cached = [first.logits.data];
     for (let t = prefill; t < prompt.length; t++) {
-      const step = await model.forward({ input_ids: [[prompt[t]]], past_key_values: cache });
+      // transformers 5.24's `cache` and its deprecated alias past_key_values, on alternate steps
+      const step = await model.forward({ input_ids: [[prompt[t]]], ...(t % 2 ? { cache } : { past_key_values: cache }) });
       cached.push(step.logits.data);
     }
     expect(cache.get_seq_length()).toBe(prompt.length);

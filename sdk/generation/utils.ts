@@ -1,6 +1,6 @@
 // generate(): transformers' GenerationMixin.generate for decoder-only Llama 4 - greedy or sampled
 // decoding over the KV cache with logits processors, stopping criteria and streamers.
-import type { DynamicCache, Llama4ForCausalLM, IdsInput } from "../models/llama4/modeling_llama4";
+import { cacheOption, DynamicCache, type Llama4ForCausalLM, type IdsInput } from "../models/llama4/modeling_llama4";
 import { Tensor, toIdMatrix } from "../tensor";
 import { checkOptions, describe } from "../utils/options";
 import { globalRandom, Random } from "../utils/random";
@@ -38,8 +38,10 @@ export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosToke
   expert_mask?: ExpertIntervention[];
   /** The processor's pixel_values for the <|patch|> tokens of the prompt (multimodal checkpoints). */
   pixel_values?: Tensor;
-  /** A cache holding the first columns of input_ids, e.g. the previous chat turn's (GenerateOutput.past_key_values):
+  /** A cache holding the first columns of input_ids, e.g. the previous chat turn's (GenerateOutput.cache):
    * input_ids is still the whole sequence, and only its columns past the cache are prefilled. It is extended in place. */
+  cache?: DynamicCache;
+  /** The same, by its older name (a deprecated alias in transformers 5.24). */
   past_key_values?: DynamicCache;
   /** Or image features already projected (see Llama4ForConditionalGeneration.embed_images). */
   image_features?: Tensor;
@@ -54,12 +56,13 @@ export interface GenerateOutput {
   /** With output_trace. */
   trace?: GenerationTrace;
   /** The cache after generation (every token but the last generated one, as in transformers): pass it to
-   * the next generate call together with the longer input_ids. */
+   * the next generate call together with the longer input_ids. past_key_values is the same, by its older name. */
+  cache?: DynamicCache;
   past_key_values?: DynamicCache;
 }
 
 const CALL_KEYS = ["input_ids", "attention_mask", "generation_config", "streamer", "tokenizer", "logits_processor",
-  "stopping_criteria", "generator", "output_trace", "expert_mask", "pixel_values", "image_features", "past_key_values"] as const;
+  "stopping_criteria", "generator", "output_trace", "expert_mask", "pixel_values", "image_features", "cache", "past_key_values"] as const;
 
 export async function generate(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
   if (!options || options.input_ids === undefined) throw new Error("generate: input_ids is required");
@@ -148,15 +151,14 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
   const record = (out: Awaited<ReturnType<typeof model.forward>>, fed: number[], past: number, isPrompt: boolean) =>
     trace?.append(stepFromOutput(out, fed, past, isPrompt, decode, withMemory ? model.memory_step(cache, out) : undefined));
 
-  const given = options.past_key_values;
-  // (Checked by shape: importing the class here would make a cycle with the modeling module.)
-  if (given !== undefined && typeof (given as Partial<DynamicCache> | null)?.get_seq_length !== "function") {
-    throw new TypeError(`generate: past_key_values must be a DynamicCache (model.new_cache() or a previous generate's), got ${describe(given)}`);
+  const given = cacheOption(options, "generate");
+  if (given !== undefined && !(given instanceof DynamicCache)) {
+    throw new TypeError(`generate: the cache must be a DynamicCache (model.new_cache() or a previous generate's), got ${describe(given)}`);
   }
   const cachedLength = given ? given.get_seq_length() : 0;
   if (cachedLength >= promptLength) {
     throw new Error(
-      `generate: past_key_values already holds ${cachedLength} tokens but input_ids has ${promptLength}: input_ids must be the whole ` +
+      `generate: the cache already holds ${cachedLength} tokens but input_ids has ${promptLength}: input_ids must be the whole ` +
         "sequence (the cached tokens first) with at least one token more",
     );
   }
@@ -232,7 +234,7 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
 
   const sequences = new Tensor("int32", Int32Array.from(rows.flat()), [B, rows[0].length]);
   if (!config.return_dict_in_generate && !trace) return sequences;
-  const out: GenerateOutput = { sequences, past_key_values: cache };
+  const out: GenerateOutput = { sequences, cache, past_key_values: cache };
   if (trace) out.trace = trace;
   if (config.output_scores) out.scores = scoresOut;
   if (config.output_logits) out.logits = logitsOut;

@@ -39,6 +39,9 @@ export interface Llama4ForwardInputs {
   input_ids: IdsInput;
   attention_mask?: IdsInput;
   position_ids?: IdsInput;
+  /** The KV cache to read and extend (transformers 5.24's name). */
+  cache?: DynamicCache;
+  /** The same, by its older name (a deprecated alias in transformers 5.24). */
   past_key_values?: DynamicCache;
   use_cache?: boolean;
   output_hidden_states?: boolean;
@@ -59,6 +62,8 @@ export interface Llama4ForwardInputs {
 export interface Llama4CausalLMOutput {
   /** [batch, seq (or logits_to_keep), vocab_size] */
   logits: Tensor;
+  /** The KV cache (with use_cache or a cache given); past_key_values is the same object, by its older name. */
+  cache?: DynamicCache;
   past_key_values?: DynamicCache;
   /** num_hidden_layers + 1 tensors [batch, seq, hidden]: embeddings, each layer, the last one after the final norm. */
   hidden_states?: Tensor[];
@@ -86,8 +91,16 @@ export class DynamicCache {
   }
 }
 
+/** The cache a call was given: `cache` (transformers 5.24) or its older name `past_key_values`, not both. */
+export function cacheOption(options: { cache?: DynamicCache; past_key_values?: DynamicCache }, where: string): DynamicCache | undefined {
+  if (options.cache !== undefined && options.past_key_values !== undefined) {
+    throw new Error(`${where}: pass cache or past_key_values (its older name), not both`);
+  }
+  return options.cache ?? options.past_key_values;
+}
+
 const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", ...HUB_OPTION_KEYS] as const;
-const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache", "output_hidden_states",
+const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "cache", "past_key_values", "use_cache", "output_hidden_states",
   "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep", "pixel_values", "image_features"] as const;
 
 export class Llama4PreTrainedModel {
@@ -320,7 +333,7 @@ export class Llama4PreTrainedModel {
     if (!inputs || inputs.input_ids === undefined) throw new Error("forward: input_ids is required");
     checkOptions("forward", inputs, FORWARD_KEYS);
     const ids = toIdMatrix(inputs.input_ids, "input_ids");
-    const past = inputs.past_key_values;
+    const past = cacheOption(inputs, "forward");
     const cache = past ? past : inputs.use_cache ? this.new_cache(ids.rows) : undefined;
     const pastLength = cache ? cache.get_seq_length() : 0;
     const mask = inputs.attention_mask === undefined ? undefined : toIdMatrix(inputs.attention_mask, "attention_mask");
@@ -360,7 +373,7 @@ export class Llama4PreTrainedModel {
       logits: new Tensor("float32", out.logits, [ids.rows, out.kept, V]),
       scratch_peak_bytes: out.scratchPeakBytes,
     };
-    if (cache) result.past_key_values = cache;
+    if (cache) Object.assign(result, { cache, past_key_values: cache });
     if (out.hiddenStates) {
       const per = ids.rows * ids.cols * H;
       result.hidden_states = Array.from({ length: this.text_config.num_hidden_layers + 1 }, (_, i) =>
@@ -468,6 +481,7 @@ export class Llama4ForConditionalGeneration extends Llama4ForCausalLM {
 export interface Llama4TextModelOutput {
   /** [batch, seq, hidden], after the final norm. */
   last_hidden_state: Tensor;
+  cache?: DynamicCache;
   past_key_values?: DynamicCache;
   hidden_states?: Tensor[];
   router_logits?: Tensor[];
@@ -481,7 +495,7 @@ export class Llama4TextModel extends Llama4PreTrainedModel {
     const out = await this.run({ ...inputs, output_hidden_states: true, logits_to_keep: 1 });
     const hidden = out.hidden_states!;
     const result: Llama4TextModelOutput = { last_hidden_state: hidden[hidden.length - 1] };
-    if (out.past_key_values) result.past_key_values = out.past_key_values;
+    if (out.cache) Object.assign(result, { cache: out.cache, past_key_values: out.cache });
     if (inputs.output_hidden_states) result.hidden_states = hidden;
     if (out.router_logits) result.router_logits = out.router_logits;
     return result;
