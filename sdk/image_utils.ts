@@ -13,8 +13,9 @@
 // - Greyscale is replicated into three channels; CMYK becomes RGB with PIL's formula
 //   R = (255 - K) - (C * (255 - K)) / 255 on the un-inverted CMYK values, not through an ICC profile.
 // - Embedded ICC profiles are ignored (PIL does not colour-manage on convert; sharp would by default).
-// - 16-bit images keep the high byte (PIL does so for 16-bit RGB; it clips 16-bit greyscale instead,
-//   a quirk not copied here).
+// - 16-bit images keep the high byte. transformers 5.24 disagrees with itself there, and neither is copied:
+//   paths and URLs decode through torchvision to uint16 and are still rescaled by 1/255 (pixel values up
+//   to about 500), while PIL images clip 16-bit greyscale at 255.
 import { readFile, stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
