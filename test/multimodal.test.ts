@@ -78,6 +78,28 @@ test("a follow-up turn continues from the returned cache (no pixel_values) as a 
   );
 });
 
+test("a follow-up turn with a new image: the cache holds the first image, pixel_values give the new one", async () => {
+  const inputs = await processor.apply_chat_template(chat(dog, "Describe."), { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
+  const first = await model.generate({ ...inputs, max_new_tokens: 4, do_sample: false, return_dict_in_generate: true });
+  const turn = await processor({
+    text: "<|eot|><|header_start|>user<|header_end|>\n\n<|image|>And this one?<|eot|><|header_start|>assistant<|header_end|>\n\n",
+    images: [pasta], add_special_tokens: false, return_tensors: "pt",
+  });
+  const longer = [[...(first.sequences.tolist() as number[][])[0], ...(turn.input_ids.tolist() as number[][])[0]]];
+  const continued = await model.generate({ input_ids: longer, cache: first.cache, pixel_values: turn.pixel_values, max_new_tokens: 6, do_sample: false });
+  const [a, b] = [await model.embed_images(inputs.pixel_values!), await model.embed_images(turn.pixel_values!)];
+  const both = new Float32Array(a.data.length + b.data.length);
+  both.set(a.data as Float32Array);
+  both.set(b.data as Float32Array, a.data.length);
+  const features = new Tensor("float32", both, [a.dims[0] + b.dims[0], a.dims[1]]);
+  const fresh = await model.generate({ input_ids: longer, image_features: features, max_new_tokens: 6, do_sample: false });
+  expect(newIds(continued, longer[0].length)).toEqual(newIds(fresh, longer[0].length));
+  // a trace records whole sequences, so it cannot start from a filled cache
+  await expect(model.generate({ input_ids: continued.tolist() as number[][], cache: first.cache, output_trace: true })).rejects.toThrow(
+    /output_trace records a whole sequence/,
+  );
+});
+
 test("num_return_sequences repeats a prompt's image features with it", async () => {
   const inputs = await processor.apply_chat_template(chat(dog, "Describe."), { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
   const prompt = inputs.input_ids.dims[1];

@@ -139,6 +139,21 @@ describe("API conventions, as transformers answers them (golden.api)", () => {
     }
   });
 
+  test("nested text_kwargs / images_kwargs in processor_kwargs do not clash with apply_chat_template's own options", async () => {
+    const out = await processor.apply_chat_template(imageChat, {
+      add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt", padding: false,
+      processor_kwargs: { text_kwargs: { padding: true }, images_kwargs: { max_patches: 1 } },
+    });
+    expect(out.input_ids.tolist()).toEqual(api.max_patches_1.input_ids);
+  });
+
+  test("an image_url part without image_url, and post-processing an empty sequence", async () => {
+    await expect(
+      processor.apply_chat_template([{ role: "user", content: [{ type: "image_url", url: "x.png" }] }], { tokenize: true }),
+    ).rejects.toThrow(/an image_url part must hold image_url: \{ url \} \(got keys type, url\)/);
+    expect(processor.post_process_image_text_to_text([])).toBe("");
+  });
+
   test("a template that does not write <|begin_of_text|> gets it from the tokenizer", async () => {
     const ids = await processor.apply_chat_template(api.chat_default.messages, { chat_template: api.no_bos_template.template, tokenize: true });
     expect(ids).toEqual(api.no_bos_template.input_ids);

@@ -152,6 +152,39 @@ describe("generation with the real tokenizer", () => {
       /image_features must be a float32 Tensor/,
     );
     expect(ended).toEqual(["end"]);
+    // an error before the first step (here: a cache that is not one) ends the iterator too
+    const early = new AsyncTextIteratorStreamer(tokenizer, { skip_prompt: true });
+    const reading = (async () => {
+      for await (const _ of early) void _;
+    })();
+    await expect(model.generate({ input_ids: prompt, streamer: early, cache: {} as never })).rejects.toThrow(/the cache must be a DynamicCache/);
+    await expect(reading).rejects.toThrow(/the cache must be a DynamicCache/);
+  });
+
+  test("AsyncTextIteratorStreamer.on_error: the text held back is still read; after end() it changes nothing", async () => {
+    const read = async (s: AsyncTextIteratorStreamer) => {
+      const got: string[] = [];
+      try {
+        for await (const piece of s) got.push(piece);
+        return { got, error: null };
+      } catch (e) {
+        return { got, error: (e as Error).message };
+      }
+    };
+    const ids = tokenizer.encode("Hello wor", { add_special_tokens: false });
+    const failing = new AsyncTextIteratorStreamer(tokenizer);
+    ids.forEach((id) => failing.put([id]));
+    failing.on_error(new Error("late"));
+    const r0 = await read(failing);
+    expect(r0.got.join("")).toBe(tokenizer.decode(ids)); // "wor", held back waiting for the word's end, included
+    expect(r0.error).toBe("late");
+    const ended = new AsyncTextIteratorStreamer(tokenizer);
+    ids.forEach((id) => ended.put([id]));
+    ended.end();
+    ended.on_error(new Error("late"));
+    const r = await read(ended);
+    expect(r.error).toBeNull();
+    expect(r.got.join("")).toBe(tokenizer.decode(ids));
   });
 
   test("stop_strings end generation at the token that completes the string", async () => {

@@ -464,6 +464,18 @@ describe("attention onto image patches", () => {
     expect(images.map((i) => [i.sizex, i.sizey])).toEqual([[200, 100], [200, 100]]);
   });
 
+  test("static fallback of a placed heatmap: only images on its axes are drawn, above the cells when asked", () => {
+    const fig = (images: Row[]) => ({
+      data: [{ type: "heatmap", z: [[1, 2], [3, 4]], x0: 5, dx: 10, y0: 5, dy: 10 }],
+      layout: { images, xaxis: { range: [0, 20] }, yaxis: { range: [20, 0] } },
+    });
+    const source = "data:image/png;base64,AAAA";
+    const marks = (f: ReturnType<typeof fig>) => (plotlyStaticSpec(f) as unknown as { layer: { mark: { type: string } }[] }).layer.map((l) => l.mark.type);
+    expect(marks(fig([{ source, x: 0, y: 0, sizex: 20, sizey: 20 }]))).toEqual(["rect"]); // Plotly's default: the paper
+    expect(marks(fig([{ source, xref: "x", yref: "y", x: 0, y: 0, sizex: 20, sizey: 20 }]))).toEqual(["rect", "image"]); // default "above"
+    expect(marks(fig([{ source, xref: "x", yref: "y", x: 0, y: 0, sizex: 20, sizey: 20, layer: "below" }]))).toEqual(["image", "rect"]);
+  });
+
   test("the static fallback (PNG for GitHub / nbviewer) draws the picture under the cells, top side up", async () => {
     // top half red, bottom half blue
     const pixels = new Uint8Array(200 * 100 * 3);

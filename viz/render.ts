@@ -251,29 +251,38 @@ function continuousHeatmap(
   const xref = String(trace.xaxis ?? "x");
   const yref = String(trace.yaxis ?? "y");
   const pictures = ((layout.images as Record<string, unknown>[] | undefined) ?? [])
-    .filter((im) => (im.xref ?? "x") === xref && (im.yref ?? "y") === yref && typeof im.source === "string")
+    // (Plotly's default reference is "paper", the whole figure: such images are not drawn here.)
+    .filter((im) => (im.xref ?? "paper") === xref && (im.yref ?? "paper") === yref && typeof im.source === "string")
     .map((im) => {
       const px = Number(im.x ?? 0);
       const py = Number(im.y ?? 0);
       // Plotly anchors an image at its top-left corner: downwards is +y on a top-down axis, -y otherwise.
-      return { x: px, x2: px + Number(im.sizex ?? 0), y: py, y2: reversed ? py + Number(im.sizey ?? 0) : py - Number(im.sizey ?? 0), url: im.source };
+      return {
+        x: px, x2: px + Number(im.sizex ?? 0), y: py, y2: reversed ? py + Number(im.sizey ?? 0) : py - Number(im.sizey ?? 0),
+        url: im.source, above: im.layer !== "below", // Plotly's default is "above"
+      };
     });
-  const width = 360;
+  // One data unit as long on both axes (as imageAttention's scaleanchor asks), within 120..720 pixels.
   const aspect = Math.abs(yDomain[1] - yDomain[0]) / Math.abs(xDomain[1] - xDomain[0]) || 1;
+  const clamp = (v: number) => Math.round(Math.min(720, Math.max(120, v)));
+  const width = clamp(aspect > 2 ? 720 / aspect : aspect < 1 / 3 ? 120 / aspect : 360);
+  const height = clamp(width * aspect);
   const cellLayer = {
     data: { values: cells },
     mark: { type: "rect", opacity: typeof trace.opacity === "number" ? trace.opacity : 1 },
     encoding: { x, x2: { field: "x2" }, y, y2: { field: "y2" }, color },
   };
+  const pictureLayer = (values: Record<string, unknown>[]) => ({
+    data: { values: values.map(({ above: _above, ...p }) => p) },
+    mark: { type: "image", aspect: false },
+    encoding: { x, x2: { field: "x2" }, y, y2: { field: "y2" }, url: { field: "url", type: "nominal" } },
+  });
+  const below = pictures.filter((p) => !p.above);
+  const above = pictures.filter((p) => p.above);
   return {
     width,
-    height: Math.round(Math.min(720, Math.max(120, width * aspect))),
-    layer: [
-      ...(pictures.length
-        ? [{ data: { values: pictures }, mark: { type: "image", aspect: false }, encoding: { x, x2: { field: "x2" }, y, y2: { field: "y2" }, url: { field: "url", type: "nominal" } } }]
-        : []),
-      cellLayer,
-    ],
+    height,
+    layer: [...(below.length ? [pictureLayer(below)] : []), cellLayer, ...(above.length ? [pictureLayer(above)] : [])],
   };
 }
 

@@ -75,11 +75,12 @@ export class AsyncTextIteratorStreamer extends TextStreamer implements AsyncIter
   private waiting: { resolve: (r: IteratorResult<string>) => void; reject: (e: unknown) => void } | null = null;
   private error: { reason: unknown } | null = null;
 
-  /** generate failed or was cancelled: the text so far is still read, then the iteration throws its error. */
+  /** generate failed or was cancelled: the text so far (a word still held back included) is still read,
+   * then the iteration throws its error. Nothing changes once the stream has ended. */
   on_error(error: unknown): void {
+    if (this.finished) return;
     this.error = { reason: error };
-    this.finished = true;
-    this.wake();
+    this.end();
   }
 
   override on_finalized_text(text: string, streamEnd: boolean): void {

@@ -65,6 +65,18 @@ const CALL_KEYS = ["input_ids", "attention_mask", "generation_config", "streamer
   "stopping_criteria", "generator", "output_trace", "expert_mask", "pixel_values", "image_features", "cache", "past_key_values"] as const;
 
 export async function generate(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
+  try {
+    return await generateWithStreamer(model, options);
+  } catch (err) {
+    // A generate that fails, at any point, or is cancelled still ends its streamer, so a consumer
+    // iterating it is not left waiting.
+    const streamer = options?.streamer;
+    if (streamer) (streamer.on_error ?? streamer.end).call(streamer, err);
+    throw err;
+  }
+}
+
+async function generateWithStreamer(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
   if (!options || options.input_ids === undefined) throw new Error("generate: input_ids is required");
   checkOptions("generate", options, [...GENERATION_CONFIG_KEYS, ...CALL_KEYS]);
   const configOptions = Object.fromEntries(Object.entries(options).filter(([k]) => GENERATION_CONFIG_KEYS.includes(k)));
@@ -162,6 +174,15 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
         "sequence (the cached tokens first) with at least one token more",
     );
   }
+  if (given && given.native.batch !== B) {
+    throw new Error(
+      `generate: the cache holds ${given.native.batch} rows but this call generates ${B} ` +
+        `(${ids.rows} rows of input_ids x num_return_sequences ${repeat})`,
+    );
+  }
+  if (given && cachedLength > 0 && options.output_trace) {
+    throw new Error("generate: output_trace records a whole sequence; it cannot start from a cache that already holds tokens");
+  }
   const cache = given ?? model.new_cache(B);
   // cancel() stops the native call in flight; one made between two steps (from a streamer, say) is seen here.
   const cancelsAtStart = model.cancel_count;
@@ -169,66 +190,60 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
     if (model.cancel_count === cancelsAtStart) return;
     throw Object.assign(new Error("cancelled"), { name: "AbortError", code: "ABORT_ERR" });
   };
-  // A failed or cancelled generation still ends the streamer, so a consumer iterating it is not left waiting.
-  try {
-    // The prompt's image features, one block per row (rows repeated by num_return_sequences repeat theirs).
-    const images = await promptImageFeatures(model, options, rows, repeat);
+  // The prompt's image features, one block per row (rows repeated by num_return_sequences repeat theirs).
+  const images = await promptImageFeatures(model, options, rows, repeat, cachedLength);
 
-    streamer?.put(rows[0].slice());
-    // The prompt, in pieces of prefill_chunk_size tokens if asked (only the last piece's logits are used).
-    const piece = config.prefill_chunk_size ?? promptLength;
-    let step!: Awaited<ReturnType<typeof model.forward>>;
-    for (let start = cachedLength; start < promptLength; start += piece) {
-      const end = Math.min(promptLength, start + piece);
+  streamer?.put(rows[0].slice());
+  // The prompt, in pieces of prefill_chunk_size tokens if asked (only the last piece's logits are used).
+  const piece = config.prefill_chunk_size ?? promptLength;
+  let step!: Awaited<ReturnType<typeof model.forward>>;
+  for (let start = cachedLength; start < promptLength; start += piece) {
+    const end = Math.min(promptLength, start + piece);
+    stopIfCancelled();
+    step = await model.forward({
+      input_ids: rows.map((r) => r.slice(start, end)),
+      attention_mask: maskRows.map((m) => m.slice(0, end)),
+      position_ids: positions.map((p) => p.slice(start, end)),
+      past_key_values: cache,
+      logits_to_keep: 1,
+      ...(images ? { image_features: images.forPiece(start, end) } : {}),
+      ...traced,
+    });
+    record(step, rows[0].slice(start, end), start, true);
+  }
+  for (let n = 0; ; n++) {
+    const logits = step.logits.data as Float32Array;
+    const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
+    if (config.output_logits) logitsOut.push(stack(scores, V));
+    for (const p of processors) p.process(rows, scores);
+    if (config.output_scores) scoresOut.push(stack(scores, V));
+
+    const next = scores.map((row, b) => (!unfinished[b] ? pad : config.do_sample ? sample(row, random) : argmax(row)));
+    next.forEach((token, b) => {
+      rows[b].push(token);
+      maskRows[b].push(1);
+    });
+    streamer?.put([next[0]]);
+    for (const c of criteria) c.done(rows, promptLength).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
+    const feed = () => {
       stopIfCancelled();
-      step = await model.forward({
-        input_ids: rows.map((r) => r.slice(start, end)),
-        attention_mask: maskRows.map((m) => m.slice(0, end)),
-        position_ids: positions.map((p) => p.slice(start, end)),
+      return model.forward({
+        input_ids: next.map((t) => [t]),
+        attention_mask: maskRows,
+        position_ids: nextPosition.map((p) => [p + n]),
         past_key_values: cache,
         logits_to_keep: 1,
-        ...(images ? { image_features: images.forPiece(start, end) } : {}),
         ...traced,
       });
-      record(step, rows[0].slice(start, end), start, true);
+    };
+    if (!unfinished.some(Boolean)) {
+      // A trace also covers the last generated token: run it through the model once more.
+      if (trace) record(await feed(), [next[0]], rows[0].length - 1, false);
+      break;
     }
-    for (let n = 0; ; n++) {
-      const logits = step.logits.data as Float32Array;
-      const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
-      if (config.output_logits) logitsOut.push(stack(scores, V));
-      for (const p of processors) p.process(rows, scores);
-      if (config.output_scores) scoresOut.push(stack(scores, V));
-
-      const next = scores.map((row, b) => (!unfinished[b] ? pad : config.do_sample ? sample(row, random) : argmax(row)));
-      next.forEach((token, b) => {
-        rows[b].push(token);
-        maskRows[b].push(1);
-      });
-      streamer?.put([next[0]]);
-      for (const c of criteria) c.done(rows, promptLength).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
-      const feed = () => {
-        stopIfCancelled();
-        return model.forward({
-          input_ids: next.map((t) => [t]),
-          attention_mask: maskRows,
-          position_ids: nextPosition.map((p) => [p + n]),
-          past_key_values: cache,
-          logits_to_keep: 1,
-          ...traced,
-        });
-      };
-      if (!unfinished.some(Boolean)) {
-        // A trace also covers the last generated token: run it through the model once more.
-        if (trace) record(await feed(), [next[0]], rows[0].length - 1, false);
-        break;
-      }
-      const past = cache.get_seq_length();
-      step = await feed();
-      record(step, [next[0]], past, false);
-    }
-  } catch (err) {
-    if (streamer) (streamer.on_error ?? streamer.end).call(streamer, err);
-    throw err;
+    const past = cache.get_seq_length();
+    step = await feed();
+    record(step, [next[0]], past, false);
   }
   streamer?.end();
 
@@ -245,9 +260,10 @@ export async function generate(model: Llama4ForCausalLM, options: GenerateOption
  * Splits the prompt's image features (from pixel_values, or given) by row: a row's <|patch|> tokens
  * take the next features in order, as transformers' masked_scatter does over the whole batch.
  * forPiece gives the features of the tokens in prompt columns [start, end) of every row, so a
- * prompt prefilled in pieces gets each feature exactly once.
+ * prompt prefilled in pieces gets each feature exactly once. Columns before `fromColumn` are in the
+ * cache already: their images were seen, and the features given are those of the later columns only.
  */
-async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOptions, rows: number[][], repeat: number) {
+async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOptions, rows: number[][], repeat: number, fromColumn: number) {
   if (options.pixel_values === undefined && options.image_features === undefined) return null;
   if (options.pixel_values !== undefined && options.image_features !== undefined) {
     throw new Error("generate: pass pixel_values or image_features, not both");
@@ -259,7 +275,7 @@ async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOp
     throw new Error(`generate: image_features must be a float32 Tensor [image tokens, ${H}]`);
   }
   // Rows were repeated num_return_sequences (`repeat`) times in a row; each distinct prompt owns a block.
-  const counts = rows.map((r) => r.filter((id) => id === tokenId).length);
+  const counts = rows.map((r) => r.slice(fromColumn).filter((id) => id === tokenId).length);
   const blockStart: number[] = [];
   let total = 0;
   for (let r = 0; r < rows.length; r++) {
@@ -270,8 +286,8 @@ async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOp
   }
   if (total !== features.dims[0]) {
     throw new Error(
-      `generate: image features and image tokens do not match: the prompt has ${total} image tokens (id ${tokenId}) ` +
-        `but the images give ${features.dims[0]} features`,
+      `generate: image features and image tokens do not match: the prompt has ${total} image tokens (id ${tokenId})` +
+        `${fromColumn > 0 ? " past the cache (give the pixel_values of the new images only)" : ""} but the images give ${features.dims[0]} features`,
     );
   }
   const data = features.data as Float32Array;
@@ -279,7 +295,7 @@ async function promptImageFeatures(model: Llama4ForCausalLM, options: GenerateOp
     forPiece(start: number, end: number): Tensor | undefined {
       const picked: number[] = [];
       rows.forEach((row, r) => {
-        let before = row.slice(0, start).filter((id) => id === tokenId).length;
+        let before = row.slice(fromColumn, start).filter((id) => id === tokenId).length;
         for (let t = start; t < end; t++) if (row[t] === tokenId) picked.push(blockStart[r] + before++);
       });
       if (picked.length === 0) return undefined;

@@ -77,6 +77,10 @@ export interface ImagePatchLayout {
  * `tokenize` is set, and returns only input_ids unless `return_dict` is set too.
  */
 export interface ProcessorChatTemplateOptions extends ChatTemplateOptions {
+  /** Default false (unlike the tokenizer's): return the rendered text; true: the processor's input_ids. */
+  tokenize?: boolean;
+  /** Default false (unlike the tokenizer's): with tokenize, input_ids alone; true: everything the model takes. */
+  return_dict?: boolean;
   /** Options of the processor call that tokenizes the rendered text (e.g. `{ max_patches: 1 }`). Image
    * processor and tokenizer options given directly (max_patches, images_kwargs, ...) are taken as these
    * too, as transformers takes the keyword arguments its template does not use. */
@@ -296,8 +300,8 @@ export class Llama4Processor extends CallableInstance {
   apply_chat_template(conversation: ChatMessage[][], options?: ProcessorChatTemplateOptions & { tokenize?: false }): Promise<string[]>;
   apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options?: ProcessorChatTemplateOptions): Promise<string | string[] | number[][] | Tensor | BatchFeature>;
   async apply_chat_template(conversation: ChatMessage[] | ChatMessage[][], options: ProcessorChatTemplateOptions = {}): Promise<string | string[] | number[][] | Tensor | BatchFeature> {
-    const { tokenize = false, return_dict = false, processor_kwargs = {}, load_image_options, return_tensors = null,
-      padding = false, truncation = false, max_length = null, tokenizer_kwargs = {}, ...others } = options;
+    const { tokenize = false, return_dict = false, processor_kwargs = {}, load_image_options, return_tensors, padding, truncation,
+      max_length, tokenizer_kwargs = {}, ...others } = options;
     if (!Array.isArray(conversation)) {
       throw new TypeError(`apply_chat_template: conversation must be an array of messages (or of conversations), got ${describe(conversation)}`);
     }
@@ -323,11 +327,17 @@ export class Llama4Processor extends CallableInstance {
         throw new Error(`apply_chat_template: ${where}: ${(err as Error).message}`, { cause: err });
       }
     }));
+    // Every processor option flat (nested images_kwargs / text_kwargs opened), later sources winning, so
+    // none is given twice: tokenizer options, then processor options given directly, then processor_kwargs.
+    const flat = (o: ProcessorKwargs) => {
+      const { images_kwargs: nestedImages, text_kwargs: nestedText, load_image_options: _loaded, ...rest } = o;
+      return { ...nestedImages, ...nestedText, ...rest };
+    };
+    const setHere = Object.fromEntries(Object.entries({ return_tensors, padding, truncation, max_length }).filter(([, v]) => v !== undefined));
     const callOptions: ProcessorCallOptions = {
-      return_tensors, padding, truncation, max_length, ...tokenizer_kwargs, ...direct, ...processor_kwargs,
+      ...tokenizer_kwargs, ...setHere, ...flat(direct as ProcessorKwargs), ...flat(processor_kwargs),
       text: batched ? texts : texts[0], images,
     };
-    delete callOptions.load_image_options; // the images are loaded already
     // A template that writes <|begin_of_text|> itself must not get a second one, as in transformers.
     if (this.tokenizer.bos_token !== null && texts[0]?.startsWith(this.tokenizer.bos_token)) callOptions.add_special_tokens = false;
     const out = await this.__call__(callOptions);
@@ -351,7 +361,8 @@ export class Llama4Processor extends CallableInstance {
   post_process_image_text_to_text(sequences: Tensor, options?: DecodeOptions): string | string[];
   post_process_image_text_to_text(sequences: number[] | number[][] | Tensor, options: DecodeOptions = {}): string | string[] {
     const decodeOptions = { skip_special_tokens: true, ...options };
-    const single = sequences instanceof Tensor ? sequences.dims.length === 1 : Array.isArray(sequences) && typeof sequences[0] === "number";
+    const single = sequences instanceof Tensor ? sequences.dims.length === 1
+      : Array.isArray(sequences) && (sequences.length === 0 || typeof sequences[0] === "number");
     if (single) return this.tokenizer.decode(sequences as number[] | Tensor, decodeOptions);
     return this.tokenizer.batch_decode(sequences as number[][] | Tensor, decodeOptions);
   }
@@ -363,7 +374,8 @@ function withImageUrlPartsAsImages(conversation: ChatMessage[]): ChatMessage[] {
   return conversation.map((message) => {
     if (!Array.isArray(message?.content) || !message.content.some((part) => part?.type === "image_url")) return message;
     const content = message.content.map((part) => {
-      if (part?.type !== "image_url" || !("image_url" in part)) return part;
+      if (part?.type !== "image_url") return part;
+      if (!("image_url" in part)) throw new Error(`apply_chat_template: an image_url part must hold image_url: { url } (got keys ${Object.keys(part).join(", ")})`);
       const info = part.image_url as { url?: unknown } | string | null;
       return { type: "image", url: typeof info === "object" && info !== null ? info.url : info };
     });
