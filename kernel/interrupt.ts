@@ -24,21 +24,12 @@ function state(): InterruptState {
   return (g[STATE_KEY] ??= { installed: false, interrupts: 0 });
 }
 
-// Cancel again a few times during the ~60 ms after the signal. model.cancel() only reaches calls
-// in flight; the signal can land just after a forward step finished on its worker thread but
-// before its result reached JS, and generate() would then start the next step uncancelled. The
-// next step is always in flight by the next turn of the event loop (generate starts it in the
-// same microtask chain that receives the previous result), so a short burst of retries catches
-// it. This cannot hit a later cell: after an interrupted cell tslab refuses new cells for 200 ms.
-const RETRY_DELAYS_MS = [0, 2, 5, 10, 20, 40, 60];
-
 function onInterrupt(): void {
   const s = state();
   s.interrupts++;
-  if (registeredCancellables().length > 0) {
-    cancelAll();
-    for (const delay of RETRY_DELAYS_MS) setTimeout(cancelAll, delay).unref();
-  }
+  // One cancel() per model is enough: it stops the native call in flight, and generate checks for a
+  // cancel() between its steps too (a signal can land between two).
+  if (registeredCancellables().length > 0) cancelAll();
   // Alone on SIGINT (a plain node script, not a kernel): do what Node would have done without us,
   // i.e. die of the signal, rather than make Ctrl-C do nothing.
   if (process.listenerCount("SIGINT") === 1) {
