@@ -254,13 +254,8 @@ export class Llama4PreTrainedModel {
     const tokenId = this.imageTokenId("forward");
     const tokens = ids.reduce((n, id) => n + (id === tokenId ? 1 : 0), 0);
     // The count pixel_values will give is known before the vision tower runs: tiles x tokens per tile.
-    // (Only for pixel_values of the right shape: embed_images says what is wrong with the others.)
-    const vision = this.engine.info().vision;
-    const pixels = inputs.pixel_values;
-    const wellShaped = vision?.tokensPerTile !== undefined && pixels instanceof Tensor &&
-      pixels.dims.length === 4 && pixels.dims[1] === vision.numChannels && pixels.dims[2] === vision.imageSize && pixels.dims[3] === vision.imageSize;
-    const tiles = wellShaped ? pixels.dims[0] : undefined;
-    const perTile = vision?.tokensPerTile;
+    const tiles = inputs.pixel_values === undefined ? undefined : this.pixelValuesTiles(inputs.pixel_values);
+    const perTile = this.engine.info().vision?.tokensPerTile;
     if (tiles !== undefined && perTile !== undefined && tiles * perTile !== tokens) {
       throw new Error(
         `forward: image features and image tokens do not match: input_ids has ${tokens} image tokens (id ${tokenId}) ` +
@@ -301,10 +296,10 @@ export class Llama4PreTrainedModel {
     return (await this.encodeImages(pixel_values, false)).projected;
   }
 
-  protected async encodeImages(pixel_values: Tensor, withVision: boolean): Promise<{ projected: Tensor; vision?: Tensor }> {
+  /** The tile count of pixel_values, after checking they are the processor's [tiles, 3, size, size]. */
+  private pixelValuesTiles(pixel_values: Tensor): number {
     this.imageTokenId("pixel_values");
-    const vision = (this.config as Llama4Config).vision_config;
-    const size = vision.image_size as number;
+    const size = (this.config as Llama4Config).vision_config.image_size as number;
     if (!(pixel_values instanceof Tensor) || pixel_values.dtype !== "float32") {
       throw new Error(`pixel_values must be the processor's float32 Tensor [tiles, 3, ${size}, ${size}], got ${describeTensor(pixel_values)}`);
     }
@@ -314,6 +309,12 @@ export class Llama4PreTrainedModel {
         `pixel_values must be [tiles, 3, ${size}, ${size}] (this model's vision image_size is ${size}), got [${pixel_values.dims.join(", ")}]`,
       );
     }
+    return tiles;
+  }
+
+  protected async encodeImages(pixel_values: Tensor, withVision: boolean): Promise<{ projected: Tensor; vision?: Tensor }> {
+    const tiles = this.pixelValuesTiles(pixel_values);
+    const [, , height, width] = pixel_values.dims;
     const out = await this.engine.encodeImages({
       pixelValues: pixel_values.data as Float32Array, tiles, height, width, outputVisionFeatures: withVision,
     });
