@@ -81,6 +81,6 @@ export type {
 } from "./trace";
 export { set_seed, Random } from "./utils/random";
 export { default_model, embedded_model_path, EMBEDDED_MODEL_NAME } from "./embedded";
-export { setNumThreads, getNumThreads, simdKernels } from "./utils/engine";
+export { setNumThreads, getNumThreads, simdKernels, availableKernels } from "./utils/engine";
 export { cancelAll, registerCancellable, unregisterCancellable } from "./utils/cancellation";
 export type { Cancellable } from "./utils/cancellation";

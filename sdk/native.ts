@@ -98,6 +98,18 @@ export interface NativeEngine {
   setNumThreads(n: number): void;
   numThreads(): number;
   simd(): string;
+  kernelSets(): string[];
+  /** One product on a named kernel set (tests hold every set the CPU has to one reference). */
+  matmul(options: {
+    kernels: string;
+    x: Float32Array;
+    tokens: number;
+    weight: Float32Array | Uint16Array;
+    dtype: "F32" | "BF16" | "F16";
+    rows: number;
+    cols: number;
+    inOut: boolean;
+  }): Float32Array;
 }
 
 const ADDON = join("native", "build", "Release", "llama4_native.node");

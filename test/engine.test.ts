@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 
-import { cancelAll, getNumThreads, Llama4ForCausalLM, setNumThreads, simdKernels, torch } from "../sdk";
+import { availableKernels, cancelAll, getNumThreads, Llama4ForCausalLM, setNumThreads, simdKernels, torch } from "../sdk";
 import { maxAbsDiff } from "./helpers/compare";
 import { modelDir } from "./helpers/fixtures";
 import { readGoldens } from "./helpers/safetensors";
@@ -76,7 +76,7 @@ describe("threads and kernels", () => {
     }
   });
 
-  test("the portable scalar kernels match transformers too", () => {
+  test.each(availableKernels())("the %s kernels match transformers too (forced by LLAMA4_TS_KERNELS)", (set) => {
     // A child process (on the compiled package), because the kernel set is chosen once per process.
     const script = `
       const { Llama4ForCausalLM, simdKernels } = require(${JSON.stringify(join(ROOT, "dist", "sdk", "index.js"))});
@@ -88,17 +88,28 @@ describe("threads and kernels", () => {
     const g = readGoldens(join(modelDir("tiny-llama4-bf16-sharded"), "goldens.safetensors"));
     const ids = Array.from(g["prompt2.input_ids"].data);
     const stdout = execFileSync(process.execPath, ["-e", script, JSON.stringify(ids)], {
-      env: { ...process.env, LLAMA4_TS_KERNELS: "scalar" },
+      env: { ...process.env, LLAMA4_TS_KERNELS: set },
       encoding: "utf8",
     });
     const result = JSON.parse(stdout);
-    expect(result.simd).toBe("scalar");
+    expect(result.simd).toBe(set);
     expect(maxAbsDiff(result.logits, g["prompt2.logits"].data)).toBeLessThanOrEqual(1e-4);
   });
 
-  test("this machine uses the AVX2 kernels", () => {
-    expect(["avx2", "scalar"]).toContain(simdKernels());
-    if (process.arch === "x64") expect(simdKernels()).toBe("avx2");
+  test("the best kernel set the CPU has is the default", () => {
+    expect(simdKernels()).toBe(availableKernels()[0]);
+    if (process.arch === "x64") expect(["avx512", "avx2"]).toContain(simdKernels());
+  });
+
+  test("LLAMA4_TS_KERNELS naming a set the CPU lacks is an error naming the sets it has", () => {
+    const script = `
+      const { simdKernels } = require(${JSON.stringify(join(ROOT, "dist", "sdk", "index.js"))});
+      try { simdKernels(); } catch (e) { process.stdout.write(e.message); }`;
+    const stdout = execFileSync(process.execPath, ["-e", script], {
+      env: { ...process.env, LLAMA4_TS_KERNELS: "neon9" },
+      encoding: "utf8",
+    });
+    expect(stdout).toBe(`LLAMA4_TS_KERNELS=neon9 is not a kernel set this CPU can run (${availableKernels().join(", ")})`);
   });
 });
 

@@ -9,7 +9,7 @@
 #include <new>
 #include <set>
 
-#include "../src/kernels.h"
+#include "../src/kernels/kernels.h"
 #include "../src/llama4/text_model.h"
 #include "../src/thread_pool.h"
 
@@ -397,7 +397,52 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), l4::num_threads()); }
-Napi::Value Simd(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), l4::simd_name()); }
+Napi::Value Simd(const Napi::CallbackInfo& info) {
+  try {
+    return Napi::String::New(info.Env(), l4::simd_name());
+  } catch (const std::exception& e) {  // a bad LLAMA4_TS_KERNELS
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+Napi::Value KernelSets(const Napi::CallbackInfo& info) {
+  const std::vector<std::string> names = l4::available_kernels();
+  Napi::Array out = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); i++) out.Set(uint32_t(i), names[i]);
+  return out;
+}
+
+// matmul({ kernels, x, tokens, weight, dtype, rows, cols, inOut }): one product on a named kernel set, so tests
+// can hold every set the CPU has to the same reference. Synchronous: for small test sizes only.
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "matmul expects an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  const std::string kernels = o.Get("kernels").ToString().Utf8Value(), dtype_name = o.Get("dtype").ToString().Utf8Value();
+  const int64_t tokens = o.Get("tokens").ToNumber().Int64Value(), rows = o.Get("rows").ToNumber().Int64Value(),
+                cols = o.Get("cols").ToNumber().Int64Value();
+  const bool in_out = o.Get("inOut").ToBoolean().Value();
+  l4::DType dtype;
+  if (!l4::dtype_from_name(dtype_name, &dtype) ||
+      (dtype != l4::DType::F32 && dtype != l4::DType::BF16 && dtype != l4::DType::F16))
+    throw Napi::TypeError::New(env, "matmul: dtype must be F32, BF16 or F16, got " + dtype_name);
+  const std::vector<float> x = float32_vector(o.Get("x"), "matmul: x");
+  Napi::Value wv = o.Get("weight");
+  if (!wv.IsTypedArray()) throw Napi::TypeError::New(env, "matmul: weight must be a typed array");
+  Napi::TypedArray w = wv.As<Napi::TypedArray>();
+  const int64_t in = in_out ? rows : cols, out = in_out ? cols : rows;
+  if (tokens < 1 || rows < 1 || cols < 1 || rows > (int64_t(1) << 24) || cols > (int64_t(1) << 24) ||
+      tokens > (int64_t(1) << 24) || int64_t(x.size()) != tokens * in ||
+      int64_t(w.ByteLength()) != rows * cols * int64_t(l4::dtype_size(dtype)))
+    throw Napi::RangeError::New(env, "matmul: x must be [tokens, in] and weight [rows, cols] of dtype " + dtype_name);
+  const l4::Matrix m{dtype, static_cast<const uint8_t*>(w.ArrayBuffer().Data()) + w.ByteOffset(), rows, cols};
+  std::vector<float> y(tokens * out);
+  try {
+    l4::matmul_on(kernels, x.data(), tokens, m, in_out, y.data());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return to_float32_array(env, std::move(y));
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env);
@@ -406,6 +451,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads));
   exports.Set("simd", Napi::Function::New(env, Simd));
+  exports.Set("kernelSets", Napi::Function::New(env, KernelSets));
+  exports.Set("matmul", Napi::Function::New(env, Matmul));
   return exports;
 }
 

@@ -13,7 +13,8 @@ bool dtype_from_name(const std::string& name, DType* out);
 const char* dtype_name(DType t);
 size_t dtype_size(DType t);
 
-inline float bf16_to_f32(uint16_t h) {
+// static: the SIMD kernel files inline these too, and must not lend their copies to other files.
+static inline float bf16_to_f32(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;
   float f;
   std::memcpy(&f, &bits, 4);
@@ -21,7 +22,7 @@ inline float bf16_to_f32(uint16_t h) {
 }
 
 // Round-to-nearest-even, as torch's .to(torch.bfloat16).
-inline uint16_t f32_to_bf16(float f) {
+static inline uint16_t f32_to_bf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
   if ((bits & 0x7fffffff) > 0x7f800000) return uint16_t((bits >> 16) | 0x40);  // keep NaN a NaN

@@ -11,8 +11,13 @@ export function getNumThreads(): number {
   return native().numThreads();
 }
 
-/** Which kernel set the CPU selected ("avx2" or "scalar"). */
+/** Which kernel set the engine uses ("avx512", "avx2" or "scalar"; LLAMA4_TS_KERNELS=<name> forces one). */
 export function simdKernels(): string {
   return native().simd();
+}
+
+/** The kernel sets this CPU can run, best first. */
+export function availableKernels(): string[] {
+  return native().kernelSets();
 }
 

@@ -5,80 +5,39 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <map>
-#include <numeric>
-
-#include "../thread_pool.h"
 
 namespace l4 {
 
 namespace {
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-// Shapes and masks shared by every layer of one forward call.
-struct Step {
-  int64_t B, T, P, N;                          // batch, new tokens, past length, B*T
-  std::vector<std::vector<uint8_t>> valid;     // [B][P+T] key positions that are not padding
-  std::vector<int64_t> left_padding;           // [B] leading padding positions (chunk boundaries shift by it)
-  std::vector<int32_t> positions;              // [N] RoPE positions
-};
-
-void add_bias(float* y, const std::vector<float>& bias, int64_t rows) {
-  if (bias.empty()) return;
-  const int64_t n = int64_t(bias.size());
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t i = 0; i < n; i++) y[r * n + i] += bias[i];
-}
-
-// Llama 4 RoPE: consecutive pairs (2i, 2i+1) of each head rotated as complex numbers.
-void apply_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const std::vector<int32_t>& positions,
-                const std::vector<float>& inv_freq) {
-  const int64_t half = head_dim / 2;
-  std::vector<float> cos_t(half), sin_t(half);
-  for (int64_t n = 0; n < tokens; n++) {
-    for (int64_t i = 0; i < half; i++) {
-      float angle = float(positions[n]) * inv_freq[i];
-      cos_t[i] = std::cos(angle);
-      sin_t[i] = std::sin(angle);
-    }
-    for (int64_t h = 0; h < heads; h++) {
-      float* v = x + (n * heads + h) * head_dim;
-      for (int64_t i = 0; i < half; i++) {
-        float re = v[2 * i], im = v[2 * i + 1];
-        v[2 * i] = re * cos_t[i] - im * sin_t[i];
-        v[2 * i + 1] = re * sin_t[i] + im * cos_t[i];
-      }
-    }
-  }
-}
-
-// Llama4TextMLP: down_proj(silu(gate_proj(x)) * up_proj(x)).
-void mlp(const MlpWeights& w, const float* x, int64_t tokens, float* out) {
-  const int64_t inner = w.gate_proj.rows;
-  std::vector<float> gate(tokens * inner), up(tokens * inner);
-  linear(x, tokens, w.gate_proj, nullptr, gate.data());
-  linear(x, tokens, w.up_proj, nullptr, up.data());
-  for (int64_t i = 0; i < tokens * inner; i++) gate[i] = silu(gate[i]) * up[i];
-  linear(gate.data(), tokens, w.down_proj, nullptr, out);
-}
-
-// Tracks the bytes of working buffers held at once during a forward call, and their peak.
-class ScratchMeter {
- public:
-  void hold(size_t bytes) { peak_ = std::max(peak_, current_ += bytes); }
-  void release(size_t bytes) { current_ -= bytes; }
-  size_t peak() const { return peak_; }
-
- private:
-  size_t current_ = 0, peak_ = 0;
-};
-
-template <class T>
-size_t bytes_of(const std::vector<T>& v) { return v.size() * sizeof(T); }
-
 size_t matrix_bytes(const Matrix& m) { return size_t(m.rows) * size_t(m.cols) * dtype_size(m.dtype); }
+
+// Batch shapes, padding and RoPE positions of one call (the cache's past positions included).
+Step make_step(const ForwardRequest& req) {
+  Step s;
+  s.B = req.batch;
+  s.T = req.seq_len;
+  s.P = req.cache ? req.cache->length() : 0;
+  s.N = s.B * s.T;
+  s.valid.resize(s.B);
+  s.left_padding.assign(s.B, 0);
+  for (int64_t b = 0; b < s.B; b++) {
+    auto& v = s.valid[b];
+    if (req.cache) v = req.cache->valid(b);
+    if (req.attention_mask.empty()) {
+      v.resize(s.P + s.T, 1);
+    } else {
+      v.resize(s.P + s.T);
+      for (int64_t k = 0; k < s.P + s.T; k++) v[k] = uint8_t(req.attention_mask[b * (s.P + s.T) + k]);
+    }
+    while (s.left_padding[b] < s.P + s.T && !v[s.left_padding[b]]) s.left_padding[b]++;
+  }
+  s.positions.resize(s.N);
+  for (int64_t n = 0; n < s.N; n++)
+    s.positions[n] = req.position_ids.empty() ? int32_t(s.P + n % s.T) : req.position_ids[n];
+  return s;
+}
 
 }  // namespace
 
@@ -87,6 +46,31 @@ KVCache::KVCache(const TextConfig& config, int64_t batch) : batch_(batch), valid
   layers_.resize(config.num_hidden_layers);
   for (int64_t l = 0; l < config.num_hidden_layers; l++)
     layers_[l].ring = config.chunked[l] ? config.attention_chunk_size : 0;
+}
+
+void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens,
+                     const std::vector<std::vector<float>>& new_k, const std::vector<std::vector<float>>& new_v) {
+  const int64_t P = length_, total = P + new_tokens;
+  for (size_t layer = 0; layer < layers_.size(); layer++) {
+    KVLayer& cl = layers_[layer];
+    const int64_t row = int64_t(new_k[layer].size()) / (batch_ * new_tokens);
+    const int64_t slots = cl.ring ? cl.ring : total;
+    if (int64_t(cl.k.size()) < slots * batch_ * row) {
+      cl.k.resize(slots * batch_ * row);
+      cl.v.resize(slots * batch_ * row);
+    }
+    for (int64_t t = 0; t < new_tokens; t++) {
+      const int64_t pos = P + t;
+      if (cl.ring && pos < total - cl.ring) continue;  // would be overwritten within this call
+      const int64_t slot = cl.ring ? pos % cl.ring : pos;
+      for (int64_t b = 0; b < batch_; b++) {
+        std::memcpy(cl.k.data() + (slot * batch_ + b) * row, new_k[layer].data() + (b * new_tokens + t) * row, sizeof(float) * row);
+        std::memcpy(cl.v.data() + (slot * batch_ + b) * row, new_v[layer].data() + (b * new_tokens + t) * row, sizeof(float) * row);
+      }
+    }
+  }
+  valid_ = std::move(valid);
+  length_ = total;
 }
 
 std::vector<size_t> KVCache::layer_bytes() const {
@@ -255,35 +239,13 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   std::lock_guard<std::mutex> lock(busy_);
   validate(req);
   const TextConfig& c = config_;
-  const int64_t H = c.hidden_size, nH = c.num_attention_heads, kvH = c.num_key_value_heads, D = c.head_dim;
-  const int64_t E = c.num_local_experts, I = c.intermediate_size, L = c.num_hidden_layers;
+  const int64_t H = c.hidden_size, nH = c.num_attention_heads, E = c.num_local_experts, L = c.num_hidden_layers;
 
-  Step s;
-  s.B = req.batch;
-  s.T = req.seq_len;
-  s.P = req.cache ? req.cache->length() : 0;
-  s.N = s.B * s.T;
-  s.valid.resize(s.B);
-  s.left_padding.assign(s.B, 0);
-  for (int64_t b = 0; b < s.B; b++) {
-    auto& v = s.valid[b];
-    if (req.cache) v = req.cache->valid_[b];
-    if (req.attention_mask.empty()) {
-      v.resize(s.P + s.T, 1);
-    } else {
-      v.resize(s.P + s.T);
-      for (int64_t k = 0; k < s.P + s.T; k++) v[k] = uint8_t(req.attention_mask[b * (s.P + s.T) + k]);
-    }
-    while (s.left_padding[b] < s.P + s.T && !v[s.left_padding[b]]) s.left_padding[b]++;
-  }
-  s.positions.resize(s.N);
-  for (int64_t n = 0; n < s.N; n++)
-    s.positions[n] = req.position_ids.empty() ? int32_t(s.P + n % s.T) : req.position_ids[n];
+  Step s = make_step(req);
 
   ForwardResult result;
   ScratchMeter meter;
   const bool keep_hidden = req.output_hidden_states;
-  const int64_t K = c.num_experts_per_tok;
   std::vector<int64_t> attention_slot(L, -1);  // layer -> index in result.attentions
   for (size_t i = 0; i < req.attention_layers.size(); i++) attention_slot[req.attention_layers[i]] = int64_t(i);
   const int64_t attention_block = s.B * nH * s.T * (s.P + s.T);
@@ -304,173 +266,36 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   if (keep_hidden) result.hidden_states.insert(result.hidden_states.end(), x.begin(), x.end());
 
   std::vector<float> h(s.N * H), branch(s.N * H);
-  std::vector<float> q(s.N * nH * D), attn(s.N * nH * D);
   std::vector<std::vector<float>> new_k(L), new_v(L);  // committed to the cache after the last layer
-  for (const auto* buf : {&x, &h, &branch, &q, &attn, &result.attentions}) meter.hold(bytes_of(*buf));
+  for (const auto* buf : {&x, &h, &branch, &result.attentions}) meter.hold(bytes_of(*buf));
+  RouterRecord router;
 
   for (int64_t layer = 0; layer < L; layer++) {
     if (cancel.load()) throw CancelledError();
     const DecoderLayerWeights& lw = weights_.layers[layer];
-    const AttentionWeights& aw = lw.self_attn;
-    const bool use_rope = c.use_rope[layer];
-    KVCache::Layer* cached = req.cache ? &req.cache->layers_[layer] : nullptr;
+    const KVLayer* cached = req.cache ? &req.cache->layers_[layer] : nullptr;
+    float* probs = attention_slot[layer] < 0 ? nullptr : result.attentions.data() + attention_slot[layer] * attention_block;
 
-    // --- Llama4TextAttention ---
     rms_norm(x.data(), lw.input_layernorm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
-    std::vector<float>& k = new_k[layer];
-    std::vector<float>& v = new_v[layer];
-    k.resize(s.N * kvH * D);
-    v.resize(s.N * kvH * D);
-    meter.hold(bytes_of(k) + bytes_of(v));
-    // per-thread attention scores
-    meter.hold(size_t(std::min<int64_t>(num_threads(), s.B * nH * s.T)) * size_t(s.P + s.T) * sizeof(float));
-    linear(h.data(), s.N, aw.q_proj, nullptr, q.data());
-    linear(h.data(), s.N, aw.k_proj, nullptr, k.data());
-    linear(h.data(), s.N, aw.v_proj, nullptr, v.data());
-    add_bias(q.data(), aw.q_bias, s.N);
-    add_bias(k.data(), aw.k_bias, s.N);
-    add_bias(v.data(), aw.v_bias, s.N);
-    if (use_rope) {
-      apply_rope(q.data(), s.N, nH, D, s.positions, inv_freq_);
-      apply_rope(k.data(), s.N, kvH, D, s.positions, inv_freq_);
-      if (c.use_qk_norm) {  // Llama4TextL2Norm on RoPE layers only
-        rms_norm(q.data(), nullptr, q.data(), s.N * nH, D, float(c.rms_norm_eps));
-        rms_norm(k.data(), nullptr, k.data(), s.N * kvH, D, float(c.rms_norm_eps));
-      }
-    } else if (c.attn_temperature_tuning) {
-      // NoPE layers sharpen attention with distance: scale by log1p(floor((pos + 1) / floor_scale)) * attn_scale + 1,
-      // pos being the cache position (not the RoPE position), as transformers does.
-      for (int64_t t = 0; t < s.T; t++) {
-        float scale = std::log1p(std::floor((float(s.P + t) + 1.0f) / float(c.floor_scale))) * float(c.attn_scale) + 1.0f;
-        for (int64_t b = 0; b < s.B; b++) {
-          float* qr = q.data() + (b * s.T + t) * nH * D;
-          for (int64_t i = 0; i < nH * D; i++) qr[i] *= scale;
-        }
-      }
-    }
+    attention(c, layer, lw.self_attn, s, cached, inv_freq_, h.data(), new_k[layer], new_v[layer], probs, meter,
+              branch.data());
+    meter.hold(bytes_of(new_k[layer]) + bytes_of(new_v[layer]));
+    add_in_place(x.data(), branch.data(), s.N * H);
 
-    const bool chunked = c.chunked[layer];
-    const int64_t chunk = c.attention_chunk_size;
-    const int64_t group = nH / kvH;
-    const float scaling = 1.0f / std::sqrt(float(D));
-    auto key_row = [&](const std::vector<float>& fresh, const std::vector<float>* past_buf, int64_t b, int64_t kvh,
-                       int64_t pos) -> const float* {
-      if (pos >= s.P) return fresh.data() + ((b * s.T + (pos - s.P)) * kvH + kvh) * D;
-      int64_t slot = cached->ring ? pos % cached->ring : pos;
-      return past_buf->data() + ((slot * s.B + b) * kvH + kvh) * D;
-    };
-    pool()->parallel_for(s.B * nH * s.T, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores;
-      for (int64_t item = begin; item < end; item++) {
-        const int64_t b = item / (nH * s.T), head = (item / s.T) % nH, t = item % s.T;
-        const int64_t qpos = s.P + t, kvh = head / group;
-        const float* qv = q.data() + ((b * s.T + t) * nH + head) * D;
-        float* out = attn.data() + ((b * s.T + t) * nH + head) * D;
-        int64_t lo = 0;
-        if (chunked) {  // keys in the same chunk as the query, chunks counted from the first real token
-          const int64_t lp = s.left_padding[b];
-          lo = std::max<int64_t>(0, lp + floor_div(qpos - lp, chunk) * chunk);
-        }
-        if (cached && cached->ring) lo = std::max<int64_t>(lo, s.P - cached->ring);
-        scores.assign(qpos - lo + 1, -std::numeric_limits<float>::infinity());
-        float best = -std::numeric_limits<float>::infinity();
-        for (int64_t pos = lo; pos <= qpos; pos++) {
-          if (!s.valid[b][pos]) continue;
-          const float* kr = key_row(k, cached ? &cached->k : nullptr, b, kvh, pos);
-          float dot = 0;
-          for (int64_t i = 0; i < D; i++) dot += qv[i] * kr[i];
-          scores[pos - lo] = dot * scaling;
-          best = std::max(best, scores[pos - lo]);
-        }
-        std::fill(out, out + D, 0.0f);
-        if (best == -std::numeric_limits<float>::infinity()) continue;  // a padding query: nothing to attend to
-        float sum = 0;
-        for (auto& sc : scores) sum += (sc = std::exp(sc - best));
-        const float inv_sum = 1.0f / sum;
-        float* probs_out = attention_slot[layer] < 0 ? nullptr
-            : result.attentions.data() + attention_slot[layer] * attention_block + ((b * nH + head) * s.T + t) * (s.P + s.T);
-        for (int64_t pos = lo; pos <= qpos; pos++) {
-          const float p = scores[pos - lo] * inv_sum;
-          if (probs_out) probs_out[pos] = p;
-          if (p == 0) continue;
-          const float* vr = key_row(v, cached ? &cached->v : nullptr, b, kvh, pos);
-          for (int64_t i = 0; i < D; i++) out[i] += p * vr[i];
-        }
-      }
-    }, std::max<int64_t>(1, 16384 / (D * (s.P + s.T))));  // small attention is not worth waking threads for
-    meter.release(size_t(std::min<int64_t>(num_threads(), s.B * nH * s.T)) * size_t(s.P + s.T) * sizeof(float));
-    linear(attn.data(), s.N, aw.o_proj, nullptr, branch.data());
-    add_bias(branch.data(), aw.o_bias, s.N);
-    for (int64_t i = 0; i < s.N * H; i++) x[i] += branch[i];
-
-    // --- feed forward: Llama4TextMLP or Llama4TextMoe ---
     rms_norm(x.data(), lw.post_attention_layernorm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
-    if (!lw.is_moe) {
-      meter.hold(2 * sizeof(float) * s.N * lw.mlp.gate_proj.rows);
-      mlp(lw.mlp, h.data(), s.N, branch.data());
-      meter.release(2 * sizeof(float) * s.N * lw.mlp.gate_proj.rows);
-    } else {
-      const MoeWeights& mw = lw.moe;
-      // Llama4Router: logits -> top-k -> sigmoid of the chosen logits (the others weigh 0).
-      std::vector<float> router_logits(s.N * E);
-      linear(h.data(), s.N, mw.router, nullptr, router_logits.data());
-      if (req.output_router_logits) {
-        result.router_logits.insert(result.router_logits.end(), router_logits.begin(), router_logits.end());
-        result.moe_layers.push_back(int32_t(layer));
-      }
-      std::vector<std::vector<std::pair<int64_t, float>>> routed_to(E);  // expert -> (token, score)
+    if (lw.is_moe) {
       const int8_t* override = req.expert_override.empty() ? nullptr : req.expert_override.data() + layer * E;
-      std::vector<int64_t> order(E);
-      std::vector<float> rank(E);
-      for (int64_t n = 0; n < s.N; n++) {
-        const float* lg = router_logits.data() + n * E;
-        // Interventions: forced experts rank first, disabled ones last; the rest by logit.
-        for (int64_t e = 0; e < E; e++)
-          rank[e] = !override || override[e] == 0 ? lg[e] : override[e] > 0 ? INFINITY : -INFINITY;
-        std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                          [&](int64_t a, int64_t b) { return rank[a] > rank[b] || (rank[a] == rank[b] && a < b); });
-        for (int64_t j = 0; j < K; j++) {
-          const int64_t e = order[j];
-          const float score = 1.0f / (1.0f + std::exp(-lg[e]));
-          routed_to[e].push_back({n, score});
-          if (req.output_router_logits) {
-            result.router_experts.push_back(int32_t(e));
-            result.router_scores.push_back(score);
-          }
-        }
-      }
-      std::vector<float> routed(s.N * H, 0.0f);
-      meter.hold(bytes_of(router_logits) + bytes_of(routed));
-      // Llama4TextExperts: each expert sees its tokens pre-scaled by their router score, and its
-      // weights are read once for all of them.
-      for (int64_t e = 0; e < E; e++) {
-        const auto& tokens = routed_to[e];
-        if (tokens.empty()) continue;
-        const int64_t n_e = int64_t(tokens.size());
-        std::vector<float> xin(n_e * H), gate_up(n_e * 2 * I), act(n_e * I), eout(n_e * H);
-        const size_t expert_bytes = bytes_of(xin) + bytes_of(gate_up) + bytes_of(act) + bytes_of(eout);
-        meter.hold(expert_bytes);
-        for (int64_t j = 0; j < n_e; j++)
-          for (int64_t i = 0; i < H; i++) xin[j * H + i] = h[tokens[j].first * H + i] * tokens[j].second;
-        matmul_in_out(xin.data(), n_e, mw.gate_up_proj.slice_rows(e * H, H), gate_up.data());
-        for (int64_t j = 0; j < n_e; j++)
-          for (int64_t i = 0; i < I; i++)
-            act[j * I + i] = gate_up[j * 2 * I + I + i] * silu(gate_up[j * 2 * I + i]);
-        matmul_in_out(act.data(), n_e, mw.down_proj.slice_rows(e * I, I), eout.data());
-        for (int64_t j = 0; j < n_e; j++)
-          for (int64_t i = 0; i < H; i++) routed[tokens[j].first * H + i] += eout[j * H + i];
-        meter.release(expert_bytes);
-      }
-      meter.hold(2 * sizeof(float) * s.N * I);
-      mlp(mw.shared_expert, h.data(), s.N, branch.data());
-      meter.release(2 * sizeof(float) * s.N * I);
-      for (int64_t i = 0; i < s.N * H; i++) branch[i] += routed[i];
-      meter.release(bytes_of(router_logits) + bytes_of(routed));
+      moe(c, lw.moe, h.data(), s.N, override, req.output_router_logits ? &router : nullptr, meter, branch.data());
+      if (req.output_router_logits) result.moe_layers.push_back(int32_t(layer));
+    } else {
+      mlp(lw.mlp, h.data(), s.N, meter, branch.data());
     }
-    for (int64_t i = 0; i < s.N * H; i++) x[i] += branch[i];
+    add_in_place(x.data(), branch.data(), s.N * H);
     if (keep_hidden && layer < L - 1) result.hidden_states.insert(result.hidden_states.end(), x.begin(), x.end());
   }
+  result.router_logits = std::move(router.logits);
+  result.router_experts = std::move(router.experts);
+  result.router_scores = std::move(router.scores);
 
   // Final norm (the last hidden state reported is the normed one, as transformers reports it) and lm_head.
   rms_norm(x.data(), weights_.norm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
@@ -487,29 +312,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   if (cancel.load()) throw CancelledError();
 
   // Commit the new keys/values: nothing above touched the cache, so a failed or cancelled call leaves it intact.
-  if (req.cache) {
-    KVCache& cache = *req.cache;
-    const int64_t row = kvH * D, total = s.P + s.T;
-    for (int64_t layer = 0; layer < L; layer++) {
-      KVCache::Layer& cl = cache.layers_[layer];
-      const int64_t slots = cl.ring ? cl.ring : total;
-      if (int64_t(cl.k.size()) < slots * s.B * row) {
-        cl.k.resize(slots * s.B * row);
-        cl.v.resize(slots * s.B * row);
-      }
-      for (int64_t t = 0; t < s.T; t++) {
-        const int64_t pos = s.P + t;
-        if (cl.ring && pos < total - cl.ring) continue;  // would be overwritten within this call
-        const int64_t slot = cl.ring ? pos % cl.ring : pos;
-        for (int64_t b = 0; b < s.B; b++) {
-          std::memcpy(cl.k.data() + (slot * s.B + b) * row, new_k[layer].data() + (b * s.T + t) * row, sizeof(float) * row);
-          std::memcpy(cl.v.data() + (slot * s.B + b) * row, new_v[layer].data() + (b * s.T + t) * row, sizeof(float) * row);
-        }
-      }
-    }
-    cache.valid_ = std::move(s.valid);
-    cache.length_ = total;
-  }
+  if (req.cache) req.cache->append(std::move(s.valid), s.T, new_k, new_v);
   return result;
 }
 

@@ -11,6 +11,7 @@
 
 #include "../safetensors.h"
 #include "config.h"
+#include "layers.h"
 #include "vision_model.h"
 #include "weights.h"
 
@@ -22,25 +23,26 @@ struct CancelledError : std::runtime_error {
 
 // Keys/values of past positions. Cache positions are shared by the batch rows (left padding is
 // expressed by `valid`). Full-attention layers keep every position; chunked layers keep a ring of
-// attention_chunk_size slots, all a query can ever see. Layout per layer: [slot][batch][kv_head][head_dim].
+// attention_chunk_size slots, all a query can ever see (see KVLayer).
 class KVCache {
  public:
   KVCache(const TextConfig& config, int64_t batch);
   int64_t batch() const { return batch_; }
   int64_t length() const { return length_; }  // positions stored so far
+  const std::vector<uint8_t>& valid(int64_t row) const { return valid_[row]; }  // per position: 0 for padding
   size_t bytes() const;
   std::vector<size_t> layer_bytes() const;
+  // Stores one call's keys/values ([batch, new_tokens, kv_heads, head_dim] per layer) after the past ones;
+  // `valid` is the padding mask of every position, past and new.
+  void append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens, const std::vector<std::vector<float>>& new_k,
+              const std::vector<std::vector<float>>& new_v);
 
  private:
   friend class TextModel;
-  struct Layer {
-    std::vector<float> k, v;
-    int64_t ring = 0;  // slots for a chunked layer, 0 = grows with the sequence
-  };
   int64_t batch_;
   int64_t length_ = 0;
   std::vector<std::vector<uint8_t>> valid_;  // [batch][position]: 0 for padding
-  std::vector<Layer> layers_;
+  std::vector<KVLayer> layers_;
 };
 
 struct ForwardRequest {

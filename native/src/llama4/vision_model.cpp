@@ -40,10 +40,6 @@ void gelu_in_place(float* x, int64_t n) {
   });
 }
 
-void add_in_place(float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 // Llama4UnfoldConvolution's nn.Unfold: every patch flattened channel-major (channel, row, column),
 // patches in row-major order over the tile. pixels: [tiles, channels, size, size].
 std::vector<float> unfold(const float* pixels, int64_t tiles, int64_t channels, int64_t size, int64_t patch) {
@@ -101,7 +97,6 @@ void tile_attention(const float* q, const float* k, const float* v, int64_t tile
       }
     }
   });
-  const KernelTable& kernels = active_kernels();
   const float scaling = 1.0f / std::sqrt(float(head_dim));
   const int64_t blocks = (tokens + kQueryBlock - 1) / kQueryBlock;
   pool()->parallel_for(groups * blocks, [&](int64_t begin, int64_t end) {
@@ -112,7 +107,7 @@ void tile_attention(const float* q, const float* k, const float* v, int64_t tile
       const Matrix values{DType::F32, vh.data() + g * group_size, tokens, head_dim};  // [in = tokens, out = head_dim]
       scores.resize(nq * tokens);
       context.resize(nq * head_dim);
-      kernels.linear_rows(qh.data() + g * group_size + q0 * head_dim, nq, keys, 0, tokens, scores.data(), tokens);
+      linear_serial(qh.data() + g * group_size + q0 * head_dim, nq, keys, 0, tokens, scores.data(), tokens);
       for (int64_t j = 0; j < nq; j++) {
         float* row = scores.data() + j * tokens;
         float best = -INFINITY;
@@ -122,7 +117,7 @@ void tile_attention(const float* q, const float* k, const float* v, int64_t tile
         const float inv_sum = 1.0f / sum;
         for (int64_t i = 0; i < tokens; i++) row[i] *= inv_sum;
       }
-      kernels.in_out_cols(scores.data(), nq, values, 0, head_dim, context.data());
+      matmul_in_out_serial(scores.data(), nq, values, 0, head_dim, context.data(), head_dim);
       const int64_t t = g / heads, h = g % heads;
       for (int64_t j = 0; j < nq; j++)
         std::memcpy(out + ((t * tokens + q0 + j) * heads + h) * head_dim, context.data() + j * head_dim,

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "../kernels.h"
+#include "../kernels/kernels.h"
 #include "../safetensors.h"
 #include "config.h"
 

@@ -1,0 +1,58 @@
+// The AVX2 + FMA + F16C kernel set. This file alone is compiled with those instruction sets enabled;
+// kernels.cpp calls it only after checking that the CPU has them.
+#include <immintrin.h>
+
+#include "kernel_set.h"
+
+namespace l4 {
+
+namespace {
+
+struct Avx2 {
+  using V = __m256;
+  static constexpr int64_t kLanes = 8;
+  // Of the 16 ymm registers: GEMM micro-kernel 6 tokens x 16 columns (12 accumulators + 2 weight vectors +
+  // 1 broadcast); nn.Linear tiles 4 weight rows x 3 tokens (12 accumulators + 3 token vectors + 1 weight vector).
+  static constexpr int kRows = 6, kPanelVectors = 2;
+  static constexpr int kDotRows = 4, kDotTokens = 3;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V broadcast(float v) { return _mm256_set1_ps(v); }
+  static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  static float fma1(float a, float b, float acc) { return __builtin_fmaf(a, b, acc); }  // one rounding, as the vector fma
+  static float hsum(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  template <class T>
+  struct Widen;
+};
+template <>
+struct Avx2::Widen<float> {
+  static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+  static float load1(const float* p) { return *p; }
+};
+template <>
+struct Avx2::Widen<BF16Bits> {  // bf16 is the top half of an f32: widen by shifting into place
+  static __m256 load(const BF16Bits* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  static float load1(const BF16Bits* p) { return bf16_to_f32(p->bits); }
+};
+template <>
+struct Avx2::Widen<F16Bits> {
+  static __m256 load(const F16Bits* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static float load1(const F16Bits* p) { return f16_to_f32(p->bits); }
+};
+
+const KernelTable kAvx2 = kernel_set::make_table<Avx2>("avx2");
+
+}  // namespace
+
+const KernelTable& avx2_kernels() { return kAvx2; }
+
+}  // namespace l4

@@ -1,0 +1,278 @@
+// The matrix kernels, written once over a small SIMD vocabulary `S` and instantiated per instruction set
+// (scalar.cpp, avx2.cpp, avx512.cpp each include this file with their own traits and compiler flags).
+// Everything here is single-threaded; kernels.cpp splits the work across threads.
+//
+// Everything is a template over S, whose types have internal linkage in each of those files, so no function
+// compiled for one instruction set can stand in for another's at link time; for the same reason no std::
+// function template is used here.
+//
+// S provides: V (a vector of S::kLanes floats), zero(), load(), store(), broadcast(), fma(a, b, acc) = a*b+acc,
+// fma1() (the same on one float, rounded as the vector one), hsum(), Widen<T>::load / load1 turning kLanes
+// (or one) weights of element type T into floats, and its register blocking (see below).
+//
+// Summation order is part of the contract: every output is accumulated in the same order whatever the
+// number of tokens, so a prefill and a token-by-token decode give bit-identical results.
+// - nn.Linear W [N, K]: one output = a dot product of a weight row and a token row, accumulated in kLanes
+//   strided partial sums over K, then hsum, then the K % kLanes tail in order.
+// - Fused experts W [K, N]: one output = a single fused multiply-add chain over k = 0 .. K-1.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels.h"
+
+namespace l4 {
+namespace kernel_set {
+
+// Floats of scratch the callers hand in (256 KiB: a block of widened weight rows, or a packed GEMM block,
+// stays in the core's L2 while every token row goes past it).
+constexpr int64_t kScratchFloats = 64 * 1024;
+// GEMM over [K, N] weights: the packed block is kDepthBlock x kColumnBlock.
+constexpr int64_t kDepthBlock = 256;
+constexpr int64_t kColumnBlock = kScratchFloats / kDepthBlock;
+// Decode over [K, N] weights: the columns one pass over W accumulates, so their partial sums stay in L1.
+constexpr int64_t kColumnChunk = 2048;
+
+template <class X>
+constexpr X min_of(X a, X b) { return a < b ? a : b; }
+
+template <class S, class T>
+struct Kernels {
+  using V = typename S::V;
+  using W = typename S::template Widen<T>;
+  static constexpr int64_t L = S::kLanes;
+
+  // ---- nn.Linear, W [N, K]: tiles of R weight rows x TT tokens, dot products in registers ----
+  // Weights of type WT (T, or float once widened into scratch); each weight vector is used TT times.
+  template <class WT, int R, int TT>
+  static void dot_tile(const float* x, int64_t K, const WT* w, float* y, int64_t ldy) {
+    using WW = typename S::template Widen<WT>;
+    V acc[R][TT];
+    for (int r = 0; r < R; r++)
+      for (int t = 0; t < TT; t++) acc[r][t] = S::zero();
+    int64_t k = 0;
+    for (; k + L <= K; k += L) {
+      V xv[TT];
+      for (int t = 0; t < TT; t++) xv[t] = S::load(x + t * K + k);
+      for (int r = 0; r < R; r++) {
+        const V wv = WW::load(w + r * K + k);
+        for (int t = 0; t < TT; t++) acc[r][t] = S::fma(wv, xv[t], acc[r][t]);
+      }
+    }
+    for (int r = 0; r < R; r++)
+      for (int t = 0; t < TT; t++) {
+        float s = S::hsum(acc[r][t]);
+        for (int64_t j = k; j < K; j++) s = S::fma1(x[t * K + j], WW::load1(w + r * K + j), s);
+        y[t * ldy + r] = s;
+      }
+  }
+
+  // Rows [0, rows) of w against TT tokens; R = S::kDotRows rows at a time, then the leftover rows.
+  template <class WT, int TT>
+  static void dot_rows(const float* x, int64_t K, const WT* w, int64_t rows, float* y, int64_t ldy) {
+    constexpr int R = S::kDotRows;
+    int64_t r = 0;
+    for (; r + R <= rows; r += R) dot_tile<WT, R, TT>(x, K, w + r * K, y + r, ldy);
+    for (; r < rows; r++) dot_tile<WT, 1, TT>(x, K, w + r * K, y + r, ldy);
+  }
+
+  // Every token against rows [0, rows) of w, kDotTokens tokens at a time (a template argument each).
+  template <class WT, int TT = S::kDotTokens>
+  static void dot_tokens(const float* x, int64_t tokens, int64_t K, const WT* w, int64_t rows, float* y, int64_t ldy) {
+    if constexpr (TT == S::kDotTokens) {
+      int64_t t = 0;
+      for (; t + TT <= tokens; t += TT) dot_rows<WT, TT>(x + t * K, K, w, rows, y + t * ldy, ldy);
+      if (t < tokens) dot_tokens<WT, TT - 1>(x + t * K, tokens - t, K, w, rows, y + t * ldy, ldy);
+    } else if constexpr (TT > 0) {
+      if (tokens == TT) return dot_rows<WT, TT>(x, K, w, rows, y, ldy);
+      dot_tokens<WT, TT - 1>(x, tokens, K, w, rows, y, ldy);
+    }
+  }
+
+  static void linear_rows(const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y,
+                          int64_t ldy, float* scratch) {
+    const T* w = static_cast<const T*>(m.data);
+    const int64_t K = m.cols;
+    // One token group reads each weight row from memory once, widening in registers. More tokens widen a
+    // block of rows into scratch first, so each weight is widened once and read from L2 by every group.
+    constexpr bool kNeedsWidening = !std::is_same_v<T, float>;
+    const bool widen = kNeedsWidening && tokens > S::kDotTokens && S::kDotRows * K <= kScratchFloats;
+    int64_t block = widen ? kScratchFloats / K / S::kDotRows * S::kDotRows : n1 - n0;
+    if (!widen && kNeedsWidening && tokens > S::kDotTokens) block = S::kDotRows;  // rows too long to widen
+    for (int64_t b0 = n0; b0 < n1; b0 += block) {
+      const int64_t rows = min_of(block, n1 - b0);
+      if (widen) {
+        for (int64_t i = 0; i < rows * K; i += L) {
+          if (i + L <= rows * K) S::store(scratch + i, W::load(w + b0 * K + i));
+          else
+            for (int64_t j = i; j < rows * K; j++) scratch[j] = W::load1(w + b0 * K + j);
+        }
+        Kernels<S, float>::template dot_tokens<float>(x, tokens, K, scratch, rows, y + b0, ldy);
+      } else {
+        dot_tokens<T>(x, tokens, K, w + b0 * K, rows, y + b0, ldy);
+      }
+    }
+  }
+
+  // ---- fused experts, W [K, N], few tokens: stream W's rows, accumulate columns in L1 ----
+  // KU weight rows per pass over columns [c0, c1), TT tokens: y[t][c] = fma chain over k.
+  template <int KU, int TT>
+  static void axpy_rows(const float* x, int64_t K, const T* w, int64_t N, int64_t k, int64_t c0, int64_t c1, float* y,
+                        int64_t ldy) {
+    V xb[KU][TT];
+    for (int u = 0; u < KU; u++)
+      for (int t = 0; t < TT; t++) xb[u][t] = S::broadcast(x[t * K + k + u]);
+    int64_t c = c0;
+    for (; c + L <= c1; c += L) {
+      V wv[KU];
+      for (int u = 0; u < KU; u++) wv[u] = W::load(w + (k + u) * N + c);
+      for (int t = 0; t < TT; t++) {
+        V acc = S::load(y + t * ldy + c);
+        for (int u = 0; u < KU; u++) acc = S::fma(xb[u][t], wv[u], acc);
+        S::store(y + t * ldy + c, acc);
+      }
+    }
+    for (; c < c1; c++)
+      for (int t = 0; t < TT; t++) {
+        float acc = y[t * ldy + c];
+        for (int u = 0; u < KU; u++) acc = S::fma1(x[t * K + k + u], W::load1(w + (k + u) * N + c), acc);
+        y[t * ldy + c] = acc;
+      }
+  }
+
+  template <int TT>
+  static void axpy_cols(const float* x, int64_t K, const T* w, int64_t N, int64_t c0, int64_t c1, float* y,
+                        int64_t ldy) {
+    constexpr int KU = TT == 1 ? 4 : TT == 2 ? 2 : 1;  // 4 rows of W in flight when registers allow
+    for (int t = 0; t < TT; t++)
+      for (int64_t c = c0; c < c1; c++) y[t * ldy + c] = 0.0f;
+    int64_t k = 0;
+    for (; k + KU <= K; k += KU) axpy_rows<KU, TT>(x, K, w, N, k, c0, c1, y, ldy);
+    for (; k < K; k++) axpy_rows<1, TT>(x, K, w, N, k, c0, c1, y, ldy);
+  }
+
+  // ---- fused experts, W [K, N], many tokens: GEMM over packed f32 panels ----
+  static constexpr int64_t kPanel = S::kPanelVectors * L;  // weight columns per micro-kernel
+
+  // Packs W's block [k0, k0+kc) x [c0, c0+nc) as f32 panels [panel][k][kPanel], zero-padded past nc.
+  static void pack(const T* w, int64_t N, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
+    for (int64_t p = 0; p * kPanel < nc; p++) {
+      float* dst = out + p * kc * kPanel;
+      const int64_t cols = min_of(kPanel, nc - p * kPanel), c = c0 + p * kPanel;
+      for (int64_t k = 0; k < kc; k++) {
+        const T* src = w + (k0 + k) * N + c;
+        float* d = dst + k * kPanel;
+        if (cols == kPanel) {
+          for (int64_t v = 0; v < kPanel; v += L) S::store(d + v, W::load(src + v));
+        } else {
+          for (int64_t j = 0; j < cols; j++) d[j] = W::load1(src + j);
+          for (int64_t j = cols; j < kPanel; j++) d[j] = 0.0f;
+        }
+      }
+    }
+  }
+
+  // y[MR tokens][kPanel columns] = (y if `resume`, else 0) + x[MR][kc] . panel[kc][kPanel]; a `cols` < kPanel
+  // touches only those. Resuming from y keeps each output one fma chain across depth blocks.
+  template <int MR>
+  static void micro(const float* x, int64_t ldx, const float* panel, int64_t kc, float* y, int64_t ldy, int64_t cols,
+                    bool resume) {
+    constexpr int NV = S::kPanelVectors;
+    V acc[MR][NV];
+    float tile[MR][kPanel];
+    if (resume && cols < kPanel)
+      for (int i = 0; i < MR; i++)
+        for (int64_t c = 0; c < kPanel; c++) tile[i][c] = c < cols ? y[i * ldy + c] : 0.0f;
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NV; j++)
+        acc[i][j] = !resume ? S::zero() : cols == kPanel ? S::load(y + i * ldy + j * L) : S::load(tile[i] + j * L);
+    for (int64_t k = 0; k < kc; k++) {
+      V b[NV];
+      for (int j = 0; j < NV; j++) b[j] = S::load(panel + k * kPanel + j * L);
+      for (int i = 0; i < MR; i++) {
+        const V a = S::broadcast(x[i * ldx + k]);
+        for (int j = 0; j < NV; j++) acc[i][j] = S::fma(a, b[j], acc[i][j]);
+      }
+    }
+    if (cols == kPanel) {
+      for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NV; j++) S::store(y + i * ldy + j * L, acc[i][j]);
+    } else {
+      for (int i = 0; i < MR; i++) {
+        for (int j = 0; j < NV; j++) S::store(tile[i] + j * L, acc[i][j]);
+        for (int64_t c = 0; c < cols; c++) y[i * ldy + c] = tile[i][c];
+      }
+    }
+  }
+
+  template <int MR>
+  static void micro_rows(int64_t mr, const float* x, int64_t ldx, const float* panel, int64_t kc, float* y,
+                         int64_t ldy, int64_t cols, bool resume) {
+    if constexpr (MR > 1) {
+      if (mr < MR) return micro_rows<MR - 1>(mr, x, ldx, panel, kc, y, ldy, cols, resume);
+    }
+    micro<MR>(x, ldx, panel, kc, y, ldy, cols, resume);
+  }
+
+  static void gemm(const float* x, int64_t tokens, const T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y,
+                   int64_t ldy, float* scratch) {
+    for (int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
+      const int64_t kc = min_of(kDepthBlock, K - k0);
+      for (int64_t c0 = n0; c0 < n1; c0 += kColumnBlock) {
+        const int64_t nc = min_of(kColumnBlock, n1 - c0);
+        pack(w, N, k0, kc, c0, nc, scratch);
+        for (int64_t t0 = 0; t0 < tokens; t0 += S::kRows) {
+          const int64_t mr = min_of<int64_t>(S::kRows, tokens - t0);
+          for (int64_t p = 0; p * kPanel < nc; p++)
+            micro_rows<S::kRows>(mr, x + t0 * K + k0, K, scratch + p * kc * kPanel, kc, y + t0 * ldy + c0 + p * kPanel,
+                                 ldy, min_of(kPanel, nc - p * kPanel), k0 > 0);
+        }
+      }
+    }
+  }
+
+  static void in_out_cols(const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y,
+                          int64_t ldy, float* scratch) {
+    const T* w = static_cast<const T*>(m.data);
+    const int64_t K = m.rows, N = m.cols;
+    if (tokens > 4) return gemm(x, tokens, w, K, N, n0, n1, y, ldy, scratch);
+    for (int64_t c0 = n0; c0 < n1; c0 += kColumnChunk) {
+      const int64_t c1 = min_of(n1, c0 + kColumnChunk);
+      switch (tokens) {
+        case 4: axpy_cols<4>(x, K, w, N, c0, c1, y, ldy); break;
+        case 3: axpy_cols<3>(x, K, w, N, c0, c1, y, ldy); break;
+        case 2: axpy_cols<2>(x, K, w, N, c0, c1, y, ldy); break;
+        default: axpy_cols<1>(x, K, w, N, c0, c1, y, ldy); break;
+      }
+    }
+  }
+};
+
+// The KernelTable of instruction set S.
+template <class S>
+KernelTable make_table(const char* name) {
+  KernelTable t;
+  t.name = name;
+  t.column_unit = Kernels<S, float>::kPanel;
+  t.scratch_floats = kScratchFloats;
+  t.linear_rows = [](const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y, int64_t ldy,
+                     float* scratch) {
+    switch (m.dtype) {
+      case DType::F32: return Kernels<S, float>::linear_rows(x, tokens, m, n0, n1, y, ldy, scratch);
+      case DType::BF16: return Kernels<S, BF16Bits>::linear_rows(x, tokens, m, n0, n1, y, ldy, scratch);
+      default: return Kernels<S, F16Bits>::linear_rows(x, tokens, m, n0, n1, y, ldy, scratch);  // checked by the caller
+    }
+  };
+  t.in_out_cols = [](const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y, int64_t ldy,
+                     float* scratch) {
+    switch (m.dtype) {
+      case DType::F32: return Kernels<S, float>::in_out_cols(x, tokens, m, n0, n1, y, ldy, scratch);
+      case DType::BF16: return Kernels<S, BF16Bits>::in_out_cols(x, tokens, m, n0, n1, y, ldy, scratch);
+      default: return Kernels<S, F16Bits>::in_out_cols(x, tokens, m, n0, n1, y, ldy, scratch);
+    }
+  };
+  return t;
+}
+
+}  // namespace kernel_set
+}  // namespace l4

@@ -1,0 +1,221 @@
+// Kernel selection and the parallel drivers: which instruction set runs, and how each product is split
+// across the thread pool. The loops themselves live in the per-instruction-set files.
+#include "kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "../thread_pool.h"
+
+namespace l4 {
+
+Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
+  Matrix m = *this;
+  m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(cols) * dtype_size(dtype);
+  m.rows = count;
+  return m;
+}
+
+namespace {
+
+// Work below this many multiply-adds per thread costs more to hand out than to do.
+const int64_t kMinMacsPerThread = 32768;
+
+std::vector<const KernelTable*> supported() {
+  std::vector<const KernelTable*> sets;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) sets.push_back(&avx512_kernels());
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    sets.push_back(&avx2_kernels());
+#endif
+  sets.push_back(&scalar_kernels());
+  return sets;
+}
+
+const KernelTable& select_kernels() {
+  const std::vector<const KernelTable*> sets = supported();
+  const char* forced = std::getenv("LLAMA4_TS_KERNELS");
+  if (!forced || !*forced) return *sets.front();
+  std::string names;
+  for (const KernelTable* k : sets) {
+    if (forced == std::string(k->name)) return *k;
+    names += (names.empty() ? "" : ", ") + std::string(k->name);
+  }
+  throw std::runtime_error("LLAMA4_TS_KERNELS=" + std::string(forced) + " is not a kernel set this CPU can run (" +
+                           names + ")");
+}
+
+const KernelTable& active() {
+  static const KernelTable& table = select_kernels();
+  return table;
+}
+
+void check_compute_dtype(const Matrix& w) {
+  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
+    throw std::runtime_error(std::string("no kernel for weight dtype ") + dtype_name(w.dtype));
+}
+
+float* scratch_for(const KernelTable& k) {
+  thread_local std::vector<float> scratch;
+  if (int64_t(scratch.size()) < k.scratch_floats) scratch.resize(k.scratch_floats);
+  return scratch.data();
+}
+
+void product_columns(const KernelTable& k, const float* x, int64_t tokens, const Matrix& w, bool in_out, int64_t n0,
+                     int64_t n1, float* y, int64_t ldy) {
+  (in_out ? k.in_out_cols : k.linear_rows)(x, tokens, w, n0, n1, y, ldy, scratch_for(k));
+}
+
+// Splits the columns of one product into contiguous, panel-aligned ranges, one per thread.
+void parallel_product(const KernelTable& k, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y) {
+  const int64_t K = in_out ? w.rows : w.cols, N = in_out ? w.cols : w.rows;
+  const int64_t unit = k.column_unit;
+  const int64_t units = (N + unit - 1) / unit;
+  const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, tokens * K * unit));
+  pool()->parallel_for(units, [&](int64_t u0, int64_t u1) {
+    product_columns(k, x, tokens, w, in_out, u0 * unit, std::min(N, u1 * unit), y, N);
+  }, grain);
+}
+
+}  // namespace
+
+std::vector<std::string> available_kernels() {
+  std::vector<std::string> names;
+  for (const KernelTable* k : supported()) names.push_back(k->name);
+  return names;
+}
+const char* simd_name() { return active().name; }
+
+void linear_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  check_compute_dtype(w);
+  product_columns(active(), x, tokens, w, false, n0, n1, y, ldy);
+}
+
+void matmul_in_out_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y,
+                          int64_t ldy) {
+  check_compute_dtype(w);
+  product_columns(active(), x, tokens, w, true, n0, n1, y, ldy);
+}
+
+void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y) {
+  check_compute_dtype(w);
+  parallel_product(active(), x, tokens, w, false, y);
+  if (bias)
+    for (int64_t t = 0; t < tokens; t++)
+      for (int64_t o = 0; o < w.rows; o++) y[t * w.rows + o] += bias[o];
+}
+
+void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y) {
+  check_compute_dtype(w);
+  parallel_product(active(), x, tokens, w, true, y);
+}
+
+void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y) {
+  check_compute_dtype(w);
+  for (const KernelTable* k : supported())
+    if (kernel_set == k->name) return parallel_product(*k, x, tokens, w, in_out, y);
+  throw std::runtime_error("no kernel set \"" + kernel_set + "\" on this CPU");
+}
+
+void matmul_in_out_batch(const std::vector<MatmulInOut>& products) {
+  const KernelTable& k = active();
+  // Units of work are (product, block of columns); each thread takes a contiguous run of units of about
+  // equal cost, so a product's columns stay contiguous within a thread and its weights stream in order.
+  const int64_t unit_cols = 4 * k.column_unit;
+  struct Unit {
+    int64_t product, c0, c1;
+    double cost_end;  // cumulative multiply-adds up to the end of this unit
+  };
+  std::vector<Unit> units;
+  double total = 0;
+  for (int64_t p = 0; p < int64_t(products.size()); p++) {
+    const MatmulInOut& m = products[p];
+    check_compute_dtype(m.w);
+    if (m.tokens == 0) continue;
+    for (int64_t c0 = 0; c0 < m.w.cols; c0 += unit_cols) {
+      const int64_t c1 = std::min(m.w.cols, c0 + unit_cols);
+      total += double(m.tokens) * double(m.w.rows) * double(c1 - c0);
+      units.push_back({p, c0, c1, total});
+    }
+  }
+  if (units.empty()) return;
+  const int64_t parts = std::min<int64_t>(num_threads(), std::max<int64_t>(1, int64_t(total / kMinMacsPerThread)));
+  pool()->parallel_for(parts, [&](int64_t part0, int64_t part1) {
+    for (int64_t part = part0; part < part1; part++) {
+      // Units whose cost ends within this part's share of the total.
+      const double lo = total * double(part) / double(parts), hi = total * double(part + 1) / double(parts);
+      auto first = std::upper_bound(units.begin(), units.end(), lo, [](double v, const Unit& u) { return v < u.cost_end; });
+      auto last = std::upper_bound(units.begin(), units.end(), hi, [](double v, const Unit& u) { return v < u.cost_end; });
+      if (part == parts - 1) last = units.end();
+      for (auto u = first; u < last;) {
+        auto run = u;  // merge consecutive units of one product into one column range
+        while (run + 1 < last && (run + 1)->product == u->product) ++run;
+        const MatmulInOut& m = products[u->product];
+        product_columns(k, m.x, m.tokens, m.w, true, u->c0, run->c1, m.y, m.w.cols);
+        u = run + 1;
+      }
+    }
+  });
+}
+
+void row_to_f32(const Matrix& w, int64_t row, float* out) {
+  const size_t first = size_t(row) * size_t(w.cols);
+  switch (w.dtype) {
+    case DType::F32:
+      for (int64_t c = 0; c < w.cols; c++) out[c] = static_cast<const float*>(w.data)[first + c];
+      break;
+    case DType::BF16:
+      for (int64_t c = 0; c < w.cols; c++) out[c] = bf16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
+      break;
+    case DType::F16:
+      for (int64_t c = 0; c < w.cols; c++) out[c] = f16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
+      break;
+    default: throw std::runtime_error(std::string("no kernel for weight dtype ") + dtype_name(w.dtype));
+  }
+}
+
+void to_f32(const Matrix& w, float* out) {
+  for (int64_t r = 0; r < w.rows; r++) row_to_f32(w, r, out + r * w.cols);
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    double ss = 0;
+    for (int64_t i = 0; i < dim; i++) ss += double(xr[i]) * xr[i];
+    float scale = 1.0f / std::sqrt(float(ss / double(dim)) + eps);
+    for (int64_t i = 0; i < dim; i++) yr[i] = weight ? (xr[i] * scale) * weight[i] : xr[i] * scale;
+  }
+}
+
+void layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t rows, int64_t dim, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    double sum = 0;
+    for (int64_t i = 0; i < dim; i++) sum += xr[i];
+    const float mean = float(sum / double(dim));
+    double ss = 0;
+    for (int64_t i = 0; i < dim; i++) ss += double(xr[i] - mean) * double(xr[i] - mean);
+    const float scale = 1.0f / std::sqrt(float(ss / double(dim)) + eps);
+    for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mean) * scale * weight[i] + bias[i];
+  }
+}
+
+void silu_mul(const float* gate, const float* up, int64_t stride, int64_t rows, int64_t width, float* out) {
+  pool()->parallel_for(rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t i = 0; i < width; i++) out[r * width + i] = up[r * stride + i] * silu(gate[r * stride + i]);
+  }, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width)));
+}
+
+void add_in_place(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+}  // namespace l4

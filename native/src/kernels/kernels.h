@@ -1,0 +1,98 @@
+// Compute kernels: the handful of operations the forward passes are made of.
+// Weights stay in their checkpoint dtype (F32 / BF16 / F16) and are widened to f32 in registers;
+// activations are f32 and every product is accumulated in f32, so the SIMD variants agree with the
+// scalar one to rounding. One file per instruction set (scalar.cpp, avx2.cpp, avx512.cpp), chosen at
+// run time; kernels.cpp splits the work across the thread pool.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../dtype.h"
+
+namespace l4 {
+
+// A row-major 2-D view of weight data (often straight into the mmapped checkpoint).
+struct Matrix {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  Matrix slice_rows(int64_t first, int64_t count) const;  // rows [first, first+count)
+};
+
+// Element types the kernels are instantiated for (bf16 and f16 are both 16-bit patterns).
+struct BF16Bits { uint16_t bits; };
+struct F16Bits { uint16_t bits; };
+
+// One instruction set's single-threaded loops; each computes output columns [n0, n1) for all `tokens` rows
+// of x (row stride = the inner dimension) into y (row stride ldy), using `scratch` (scratch_floats floats).
+// Results do not depend on the token count or the column range: see kernel_set.h.
+struct KernelTable {
+  const char* name;
+  int64_t column_unit;     // thread splits of the output columns are multiples of it
+  int64_t scratch_floats;
+  // W [N, K] (nn.Linear): y[t, n] = x[t] . W[n]. Each weight row is read from memory once for all tokens.
+  void (*linear_rows)(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy,
+                      float* scratch);
+  // W [K, N] (the fused MoE experts): y[t, n] = sum_k x[t, k] W[k, n]; few tokens stream W's rows in memory
+  // order, many go through a GEMM over packed panels.
+  void (*in_out_cols)(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy,
+                      float* scratch);
+};
+
+const KernelTable& scalar_kernels();
+#if defined(__x86_64__)
+const KernelTable& avx2_kernels();
+const KernelTable& avx512_kernels();
+#endif
+
+// The kernel sets this CPU can run, best first ("avx512", "avx2", "scalar"). LLAMA4_TS_KERNELS=<name>
+// forces one of them (to test it, or the portable one, on a machine that has more).
+std::vector<std::string> available_kernels();
+// Name of the kernel set in use.
+const char* simd_name();
+
+// y[t, o] = bias[o] + sum_i x[t, i] * W[o, i]: nn.Linear with W [out, in]. bias may be null.
+void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y);
+// y[t, o] = sum_i x[t, i] * W[i, o]: x @ W with W [in, out] (the fused MoE expert tensors).
+void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y);
+// Several independent x @ W products (one per expert) run as one parallel job, so that experts with few
+// tokens still keep every thread busy: threads take (product, column block) units.
+struct MatmulInOut {
+  const float* x;
+  int64_t tokens;
+  Matrix w;  // [in, out]
+  float* y;  // [tokens, out]
+};
+void matmul_in_out_batch(const std::vector<MatmulInOut>& products);
+// One product (W [out, in], or [in, out] when in_out) on a named kernel set of available_kernels(): lets a test
+// compare every set the CPU has, in one process.
+void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y);
+
+// The same two products on the calling thread alone, over output columns [n0, n1), for callers that split work
+// across threads themselves (y's row stride is ldy).
+void linear_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy);
+void matmul_in_out_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y,
+                          int64_t ldy);
+
+// Copies row `row` of W to f32 (embedding lookup).
+void row_to_f32(const Matrix& w, int64_t row, float* out);
+// Widens any supported matrix to f32 (small tensors: norms, biases).
+void to_f32(const Matrix& w, float* out);
+
+// y = x * rsqrt(mean(x^2) + eps) * weight per row of `dim`; weight null means none (L2 norm).
+void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps);
+// nn.LayerNorm per row of `dim`: (x - mean) / sqrt(var + eps) * weight + bias, var biased.
+void layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t rows, int64_t dim, float eps);
+// out[r, i] = silu(gate[r, i]) * up[r, i] for rows r < rows and i < width, rows of gate/up `stride` apart
+// (the fused experts keep gate and up side by side in one row). out is [rows, width].
+void silu_mul(const float* gate, const float* up, int64_t stride, int64_t rows, int64_t width, float* out);
+// x[i] += y[i]
+void add_in_place(float* x, const float* y, int64_t n);
+
+inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
+// nn.GELU(): the exact erf form, not the tanh approximation.
+inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * float(M_SQRT1_2))); }
+
+}  // namespace l4

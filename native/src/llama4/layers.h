@@ -1,0 +1,66 @@
+// The parts of a Llama 4 decoder layer (transformers' Llama4TextAttention, Llama4TextMLP, Llama4TextMoe)
+// and the per-call state they share. text_model.cpp chains them; attention.cpp and moe.cpp implement them.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "config.h"
+#include "weights.h"
+
+namespace l4 {
+
+// Shapes and masks shared by every layer of one forward call.
+struct Step {
+  int64_t B, T, P, N;                          // batch, new tokens, past length, B*T
+  std::vector<std::vector<uint8_t>> valid;     // [B][P+T] key positions that are not padding
+  std::vector<int64_t> left_padding;           // [B] leading padding positions (chunk boundaries shift by it)
+  std::vector<int32_t> positions;              // [N] RoPE positions
+};
+
+// Keys and values one layer has cached: [slot][batch][kv_head][head_dim]. A chunked layer keeps a ring of
+// `ring` slots (all a query can ever see); a full-attention layer (ring 0) one slot per position.
+struct KVLayer {
+  std::vector<float> k, v;
+  int64_t ring = 0;
+};
+
+// Tracks the bytes of working buffers held at once during a forward call, and their peak.
+class ScratchMeter {
+ public:
+  void hold(size_t bytes) { peak_ = std::max(peak_, current_ += bytes); }
+  void release(size_t bytes) { current_ -= bytes; }
+  size_t peak() const { return peak_; }
+
+ private:
+  size_t current_ = 0, peak_ = 0;
+};
+
+template <class T>
+size_t bytes_of(const std::vector<T>& v) { return v.size() * sizeof(T); }
+
+// Llama4TextAttention of layer `layer` on the normed hidden states h [N, H]: writes this call's keys and
+// values to k, v ([N, kv_heads, head_dim], before any cache), the o_proj output to out [N, H], and, when
+// probs is not null, the attention probabilities [B, heads, T, P+T].
+void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, const Step& s, const KVLayer* cached,
+               const std::vector<float>& inv_freq, const float* h, std::vector<float>& k, std::vector<float>& v,
+               float* probs, ScratchMeter& meter, float* out);
+
+// Llama4TextMLP: down_proj(silu(gate_proj(x)) * up_proj(x)), x [tokens, H] -> out [tokens, H].
+void mlp(const MlpWeights& w, const float* x, int64_t tokens, ScratchMeter& meter, float* out);
+
+// What the router did, appended per MoE layer when asked for: logits [tokens, E] (before interventions),
+// chosen experts and their scores [tokens, top_k], best first.
+struct RouterRecord {
+  std::vector<float> logits;
+  std::vector<int32_t> experts;
+  std::vector<float> scores;
+};
+
+// Llama4TextMoe: route each token to its top-k experts (sigmoid of the chosen logits weighs the expert's input),
+// run each expert once over its tokens, add the shared expert. expert_override: [E] of 0 (as routed),
+// -1 (never chosen), +1 (always chosen), or null. record may be null.
+void moe(const TextConfig& c, const MoeWeights& w, const float* h, int64_t tokens, const int8_t* expert_override,
+         RouterRecord* record, ScratchMeter& meter, float* out);
+
+}  // namespace l4

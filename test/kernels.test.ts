@@ -1,0 +1,122 @@
+// Every kernel set this CPU can run (avx512, avx2, scalar) against a float64 reference of the same
+// product, on shapes that cross every edge of the kernels: 1-4 tokens (row kernels), 8+ tokens (packed GEMM),
+// ragged panels, inner dimensions past the GEMM's depth block (256) and outputs past its column block (256),
+// for both weight layouts ([out, in] nn.Linear and [in, out] fused experts) and every weight dtype.
+// Bound per output: 2 * 2^-24 * K * sum_k |x_k w_k|, twice the worst case of f32 accumulation over K terms in
+// any order; a wrong index or a dropped term is off by about a whole term, 30 times what this allows at K = 513.
+import { describe, expect, test } from "vitest";
+
+import { availableKernels } from "../sdk";
+import { native } from "../sdk/native";
+
+type DTypeName = "F32" | "BF16" | "F16";
+
+// Deterministic pseudo-random numbers (mulberry32).
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Random weights in `dtype` with their exact values (16-bit patterns with exponents kept near 1).
+function randomWeights(n: number, dtype: DTypeName, next: () => number): { bits: Float32Array | Uint16Array; values: Float64Array } {
+  const values = new Float64Array(n);
+  if (dtype === "F32") {
+    const bits = new Float32Array(n);
+    for (let i = 0; i < n; i++) values[i] = bits[i] = next() * 2 - 1;
+    return { bits, values };
+  }
+  const bits = new Uint16Array(n);
+  for (let i = 0; i < n; i++) {
+    const sign = next() < 0.5 ? 1 : -1;
+    if (dtype === "BF16") {
+      const exponent = 120 + Math.floor(next() * 8), mantissa = Math.floor(next() * 128);
+      bits[i] = ((sign < 0 ? 1 : 0) << 15) | (exponent << 7) | mantissa;
+      values[i] = sign * 2 ** (exponent - 127) * (1 + mantissa / 128);
+    } else {
+      const exponent = 8 + Math.floor(next() * 8), mantissa = Math.floor(next() * 1024);
+      bits[i] = ((sign < 0 ? 1 : 0) << 15) | (exponent << 10) | mantissa;
+      values[i] = sign * 2 ** (exponent - 15) * (1 + mantissa / 1024);
+    }
+  }
+  return { bits, values };
+}
+
+const SETS = availableKernels();
+const TOKENS = [1, 2, 3, 4, 5, 7, 8, 13, 33];
+const SHAPES: [number, number][] = [ // [in, out]
+  [5, 3],
+  [17, 40],
+  [64, 64],
+  [300, 70],
+  [513, 260],
+];
+
+describe("kernel sets", () => {
+  test("this CPU offers the portable set and, on x86-64, at least AVX2", () => {
+    expect(SETS.at(-1)).toBe("scalar");
+    if (process.arch === "x64") expect(SETS).toContain("avx2");
+  });
+
+  describe.each(SETS)("%s", (kernels) => {
+    test.each(["F32", "BF16", "F16"] as DTypeName[])("%s weights, both layouts, every shape", (dtype) => {
+      const next = rng(7);
+      let checked = 0;
+      for (const [K, N] of SHAPES) {
+        const w = randomWeights(K * N, dtype, next);
+        for (const tokens of TOKENS) {
+          const x = new Float32Array(tokens * K).map(() => next() * 2 - 1);
+          for (const inOut of [false, true]) {
+            const [rows, cols] = inOut ? [K, N] : [N, K];
+            const y = native().matmul({ kernels, x, tokens, weight: w.bits, dtype, rows, cols, inOut });
+            expect(y.length).toBe(tokens * N);
+            let worst = 0;
+            for (let t = 0; t < tokens; t++)
+              for (let n = 0; n < N; n++) {
+                let ref = 0, magnitude = 0;
+                for (let k = 0; k < K; k++) {
+                  const term = x[t * K + k] * w.values[inOut ? k * N + n : n * K + k];
+                  ref += term;
+                  magnitude += Math.abs(term);
+                }
+                worst = Math.max(worst, Math.abs(y[t * N + n] - ref) / (2 * 2 ** -24 * K * magnitude));
+              }
+            expect(worst, `${kernels} ${dtype} K=${K} N=${N} tokens=${tokens} inOut=${inOut}`).toBeLessThanOrEqual(1);
+            checked++;
+          }
+        }
+      }
+      expect(checked).toBe(SHAPES.length * TOKENS.length * 2);
+    });
+  });
+
+  test.each(SETS)("%s: a token's outputs are bit-identical whether it runs alone (decode) or among many (prefill)", (kernels) => {
+    const next = rng(11);
+    for (const dtype of ["F32", "BF16"] as DTypeName[])
+      for (const [K, N] of [[300, 70], [513, 260]] as [number, number][]) {
+        const w = randomWeights(K * N, dtype, next);
+        const tokens = 33;
+        const x = new Float32Array(tokens * K).map(() => next() * 2 - 1);
+        for (const inOut of [false, true]) {
+          const [rows, cols] = inOut ? [K, N] : [N, K];
+          const all = native().matmul({ kernels, x, tokens, weight: w.bits, dtype, rows, cols, inOut });
+          for (const t of [0, 5, 32]) {
+            const one = native().matmul({ kernels, x: x.slice(t * K, (t + 1) * K), tokens: 1, weight: w.bits, dtype, rows, cols, inOut });
+            expect(Array.from(one), `${dtype} K=${K} inOut=${inOut} token ${t}`).toEqual(Array.from(all.subarray(t * N, (t + 1) * N)));
+          }
+        }
+      }
+  });
+
+  test("an unknown kernel set or a mis-sized weight is refused by name", () => {
+    const x = new Float32Array(4), weight = new Float32Array(8);
+    expect(() => native().matmul({ kernels: "sse9", x, tokens: 1, weight, dtype: "F32", rows: 2, cols: 4, inOut: false }))
+      .toThrow(/no kernel set "sse9"/);
+    expect(() => native().matmul({ kernels: "scalar", x, tokens: 1, weight, dtype: "F32", rows: 3, cols: 4, inOut: false }))
+      .toThrow(/weight \[rows, cols\]/);
+  });
+});
