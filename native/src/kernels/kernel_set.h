@@ -43,9 +43,10 @@ struct Kernels {
   static constexpr int64_t L = S::kLanes;
 
   // ---- nn.Linear, W [N, K]: tiles of R weight rows x TT tokens, dot products in registers ----
-  // Weights of type WT (T, or float once widened into scratch); each weight vector is used TT times.
+  // Weights of type WT (T, or float once widened into scratch), rows ldw apart; tokens ldx apart.
+  // Each weight vector is used TT times.
   template <class WT, int R, int TT>
-  static void dot_tile(const float* x, int64_t K, const WT* w, float* y, int64_t ldy) {
+  static void dot_tile(const float* x, int64_t ldx, int64_t K, const WT* w, int64_t ldw, float* y, int64_t ldy) {
     using WW = typename S::template Widen<WT>;
     V acc[R][TT];
     for (int r = 0; r < R; r++)
@@ -53,79 +54,81 @@ struct Kernels {
     int64_t k = 0;
     for (; k + L <= K; k += L) {
       V xv[TT];
-      for (int t = 0; t < TT; t++) xv[t] = S::load(x + t * K + k);
+      for (int t = 0; t < TT; t++) xv[t] = S::load(x + t * ldx + k);
       for (int r = 0; r < R; r++) {
-        const V wv = WW::load(w + r * K + k);
+        const V wv = WW::load(w + r * ldw + k);
         for (int t = 0; t < TT; t++) acc[r][t] = S::fma(wv, xv[t], acc[r][t]);
       }
     }
     for (int r = 0; r < R; r++)
       for (int t = 0; t < TT; t++) {
         float s = S::hsum(acc[r][t]);
-        for (int64_t j = k; j < K; j++) s = S::fma1(x[t * K + j], WW::load1(w + r * K + j), s);
+        for (int64_t j = k; j < K; j++) s = S::fma1(x[t * ldx + j], WW::load1(w + r * ldw + j), s);
         y[t * ldy + r] = s;
       }
   }
 
-  // Rows [0, rows) of w against TT tokens; R = S::kDotRows rows at a time, then the leftover rows.
+  // Rows [0, rows) of w against TT tokens, S::kDotRows rows at a time, then the leftover rows.
   template <class WT, int TT>
-  static void dot_rows(const float* x, int64_t K, const WT* w, int64_t rows, float* y, int64_t ldy) {
+  static void dot_rows(const float* x, int64_t ldx, int64_t K, const WT* w, int64_t ldw, int64_t rows, float* y,
+                       int64_t ldy) {
     constexpr int R = S::kDotRows;
     int64_t r = 0;
-    for (; r + R <= rows; r += R) dot_tile<WT, R, TT>(x, K, w + r * K, y + r, ldy);
-    for (; r < rows; r++) dot_tile<WT, 1, TT>(x, K, w + r * K, y + r, ldy);
+    for (; r + R <= rows; r += R) dot_tile<WT, R, TT>(x, ldx, K, w + r * ldw, ldw, y + r, ldy);
+    for (; r < rows; r++) dot_tile<WT, 1, TT>(x, ldx, K, w + r * ldw, ldw, y + r, ldy);
   }
 
   // Every token against rows [0, rows) of w, kDotTokens tokens at a time (a template argument each).
   template <class WT, int TT = S::kDotTokens>
-  static void dot_tokens(const float* x, int64_t tokens, int64_t K, const WT* w, int64_t rows, float* y, int64_t ldy) {
+  static void dot_tokens(const float* x, int64_t ldx, int64_t tokens, int64_t K, const WT* w, int64_t ldw,
+                         int64_t rows, float* y, int64_t ldy) {
     if constexpr (TT == S::kDotTokens) {
       int64_t t = 0;
-      for (; t + TT <= tokens; t += TT) dot_rows<WT, TT>(x + t * K, K, w, rows, y + t * ldy, ldy);
-      if (t < tokens) dot_tokens<WT, TT - 1>(x + t * K, tokens - t, K, w, rows, y + t * ldy, ldy);
+      for (; t + TT <= tokens; t += TT) dot_rows<WT, TT>(x + t * ldx, ldx, K, w, ldw, rows, y + t * ldy, ldy);
+      if (t < tokens) dot_tokens<WT, TT - 1>(x + t * ldx, ldx, tokens - t, K, w, ldw, rows, y + t * ldy, ldy);
     } else if constexpr (TT > 0) {
-      if (tokens == TT) return dot_rows<WT, TT>(x, K, w, rows, y, ldy);
-      dot_tokens<WT, TT - 1>(x, tokens, K, w, rows, y, ldy);
+      if (tokens == TT) return dot_rows<WT, TT>(x, ldx, K, w, ldw, rows, y, ldy);
+      dot_tokens<WT, TT - 1>(x, ldx, tokens, K, w, ldw, rows, y, ldy);
     }
   }
 
-  static void linear_rows(const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y,
-                          int64_t ldy, float* scratch) {
-    const T* w = static_cast<const T*>(m.data);
-    const int64_t K = m.cols;
+  static void linear_rows(const Product& p, int64_t n0, int64_t n1, float* scratch) {
+    const T* w = static_cast<const T*>(p.w.data);
+    const int64_t K = p.w.cols, ldw = p.w.ld();
     // One token group reads each weight row from memory once, widening in registers. More tokens widen a
     // block of rows into scratch first, so each weight is widened once and read from L2 by every group.
     constexpr bool kNeedsWidening = !std::is_same_v<T, float>;
-    const bool widen = kNeedsWidening && tokens > S::kDotTokens && S::kDotRows * K <= kScratchFloats;
-    int64_t block = widen ? kScratchFloats / K / S::kDotRows * S::kDotRows : n1 - n0;
-    if (!widen && kNeedsWidening && tokens > S::kDotTokens) block = S::kDotRows;  // rows too long to widen
+    const bool widen = kNeedsWidening && p.tokens > S::kDotTokens && S::kDotRows * K <= kScratchFloats;
+    const int64_t block = widen ? kScratchFloats / K / S::kDotRows * S::kDotRows : n1 - n0;
     for (int64_t b0 = n0; b0 < n1; b0 += block) {
       const int64_t rows = min_of(block, n1 - b0);
       if (widen) {
-        for (int64_t i = 0; i < rows * K; i += L) {
-          if (i + L <= rows * K) S::store(scratch + i, W::load(w + b0 * K + i));
-          else
-            for (int64_t j = i; j < rows * K; j++) scratch[j] = W::load1(w + b0 * K + j);
+        for (int64_t r = 0; r < rows; r++) {
+          const T* src = w + (b0 + r) * ldw;
+          float* dst = scratch + r * K;
+          int64_t i = 0;
+          for (; i + L <= K; i += L) S::store(dst + i, W::load(src + i));
+          for (; i < K; i++) dst[i] = W::load1(src + i);
         }
-        Kernels<S, float>::template dot_tokens<float>(x, tokens, K, scratch, rows, y + b0, ldy);
+        Kernels<S, float>::template dot_tokens<float>(p.x, p.ldx, p.tokens, K, scratch, K, rows, p.y + b0, p.ldy);
       } else {
-        dot_tokens<T>(x, tokens, K, w + b0 * K, rows, y + b0, ldy);
+        dot_tokens<T>(p.x, p.ldx, p.tokens, K, w + b0 * ldw, ldw, rows, p.y + b0, p.ldy);
       }
     }
   }
 
   // ---- fused experts, W [K, N], few tokens: stream W's rows, accumulate columns in L1 ----
-  // KU weight rows per pass over columns [c0, c1), TT tokens: y[t][c] = fma chain over k.
+  // KU weight rows per pass over columns [c0, c1), TT tokens: y[t][c] continues its fma chain over k.
   template <int KU, int TT>
-  static void axpy_rows(const float* x, int64_t K, const T* w, int64_t N, int64_t k, int64_t c0, int64_t c1, float* y,
-                        int64_t ldy) {
+  static void axpy_rows(const float* x, int64_t ldx, const T* w, int64_t ldw, int64_t k, int64_t c0, int64_t c1,
+                        float* y, int64_t ldy) {
     V xb[KU][TT];
     for (int u = 0; u < KU; u++)
-      for (int t = 0; t < TT; t++) xb[u][t] = S::broadcast(x[t * K + k + u]);
+      for (int t = 0; t < TT; t++) xb[u][t] = S::broadcast(x[t * ldx + k + u]);
     int64_t c = c0;
     for (; c + L <= c1; c += L) {
       V wv[KU];
-      for (int u = 0; u < KU; u++) wv[u] = W::load(w + (k + u) * N + c);
+      for (int u = 0; u < KU; u++) wv[u] = W::load(w + (k + u) * ldw + c);
       for (int t = 0; t < TT; t++) {
         V acc = S::load(y + t * ldy + c);
         for (int u = 0; u < KU; u++) acc = S::fma(xb[u][t], wv[u], acc);
@@ -135,32 +138,34 @@ struct Kernels {
     for (; c < c1; c++)
       for (int t = 0; t < TT; t++) {
         float acc = y[t * ldy + c];
-        for (int u = 0; u < KU; u++) acc = S::fma1(x[t * K + k + u], W::load1(w + (k + u) * N + c), acc);
+        for (int u = 0; u < KU; u++) acc = S::fma1(x[t * ldx + k + u], W::load1(w + (k + u) * ldw + c), acc);
         y[t * ldy + c] = acc;
       }
   }
 
   template <int TT>
-  static void axpy_cols(const float* x, int64_t K, const T* w, int64_t N, int64_t c0, int64_t c1, float* y,
-                        int64_t ldy) {
+  static void axpy_cols(const Product& p, const float* x, float* y, int64_t c0, int64_t c1) {
     constexpr int KU = TT == 1 ? 4 : TT == 2 ? 2 : 1;  // 4 rows of W in flight when registers allow
-    for (int t = 0; t < TT; t++)
-      for (int64_t c = c0; c < c1; c++) y[t * ldy + c] = 0.0f;
+    const T* w = static_cast<const T*>(p.w.data);
+    const int64_t K = p.w.rows, ldw = p.w.ld();
+    if (!p.accumulate)
+      for (int t = 0; t < TT; t++)
+        for (int64_t c = c0; c < c1; c++) y[t * p.ldy + c] = 0.0f;
     int64_t k = 0;
-    for (; k + KU <= K; k += KU) axpy_rows<KU, TT>(x, K, w, N, k, c0, c1, y, ldy);
-    for (; k < K; k++) axpy_rows<1, TT>(x, K, w, N, k, c0, c1, y, ldy);
+    for (; k + KU <= K; k += KU) axpy_rows<KU, TT>(x, p.ldx, w, ldw, k, c0, c1, y, p.ldy);
+    for (; k < K; k++) axpy_rows<1, TT>(x, p.ldx, w, ldw, k, c0, c1, y, p.ldy);
   }
 
   // ---- fused experts, W [K, N], many tokens: GEMM over packed f32 panels ----
   static constexpr int64_t kPanel = S::kPanelVectors * L;  // weight columns per micro-kernel
 
   // Packs W's block [k0, k0+kc) x [c0, c0+nc) as f32 panels [panel][k][kPanel], zero-padded past nc.
-  static void pack(const T* w, int64_t N, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
+  static void pack(const T* w, int64_t ldw, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
     for (int64_t p = 0; p * kPanel < nc; p++) {
       float* dst = out + p * kc * kPanel;
       const int64_t cols = min_of(kPanel, nc - p * kPanel), c = c0 + p * kPanel;
       for (int64_t k = 0; k < kc; k++) {
-        const T* src = w + (k0 + k) * N + c;
+        const T* src = w + (k0 + k) * ldw + c;
         float* d = dst + k * kPanel;
         if (cols == kPanel) {
           for (int64_t v = 0; v < kPanel; v += L) S::store(d + v, W::load(src + v));
@@ -214,35 +219,34 @@ struct Kernels {
     micro<MR>(x, ldx, panel, kc, y, ldy, cols, resume);
   }
 
-  static void gemm(const float* x, int64_t tokens, const T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y,
-                   int64_t ldy, float* scratch) {
+  static void gemm(const Product& p, int64_t n0, int64_t n1, float* scratch) {
+    const T* w = static_cast<const T*>(p.w.data);
+    const int64_t K = p.w.rows, ldw = p.w.ld();
     for (int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
       const int64_t kc = min_of(kDepthBlock, K - k0);
       for (int64_t c0 = n0; c0 < n1; c0 += kColumnBlock) {
         const int64_t nc = min_of(kColumnBlock, n1 - c0);
-        pack(w, N, k0, kc, c0, nc, scratch);
-        for (int64_t t0 = 0; t0 < tokens; t0 += S::kRows) {
-          const int64_t mr = min_of<int64_t>(S::kRows, tokens - t0);
-          for (int64_t p = 0; p * kPanel < nc; p++)
-            micro_rows<S::kRows>(mr, x + t0 * K + k0, K, scratch + p * kc * kPanel, kc, y + t0 * ldy + c0 + p * kPanel,
-                                 ldy, min_of(kPanel, nc - p * kPanel), k0 > 0);
+        pack(w, ldw, k0, kc, c0, nc, scratch);
+        for (int64_t t0 = 0; t0 < p.tokens; t0 += S::kRows) {
+          const int64_t mr = min_of<int64_t>(S::kRows, p.tokens - t0);
+          for (int64_t q = 0; q * kPanel < nc; q++)
+            micro_rows<S::kRows>(mr, p.x + t0 * p.ldx + k0, p.ldx, scratch + q * kc * kPanel, kc,
+                                 p.y + t0 * p.ldy + c0 + q * kPanel, p.ldy, min_of(kPanel, nc - q * kPanel),
+                                 k0 > 0 || p.accumulate);
         }
       }
     }
   }
 
-  static void in_out_cols(const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y,
-                          int64_t ldy, float* scratch) {
-    const T* w = static_cast<const T*>(m.data);
-    const int64_t K = m.rows, N = m.cols;
-    if (tokens > 4) return gemm(x, tokens, w, K, N, n0, n1, y, ldy, scratch);
+  static void in_out_cols(const Product& p, int64_t n0, int64_t n1, float* scratch) {
+    if (p.tokens > 4) return gemm(p, n0, n1, scratch);
     for (int64_t c0 = n0; c0 < n1; c0 += kColumnChunk) {
       const int64_t c1 = min_of(n1, c0 + kColumnChunk);
-      switch (tokens) {
-        case 4: axpy_cols<4>(x, K, w, N, c0, c1, y, ldy); break;
-        case 3: axpy_cols<3>(x, K, w, N, c0, c1, y, ldy); break;
-        case 2: axpy_cols<2>(x, K, w, N, c0, c1, y, ldy); break;
-        default: axpy_cols<1>(x, K, w, N, c0, c1, y, ldy); break;
+      switch (p.tokens) {
+        case 4: axpy_cols<4>(p, p.x, p.y, c0, c1); break;
+        case 3: axpy_cols<3>(p, p.x, p.y, c0, c1); break;
+        case 2: axpy_cols<2>(p, p.x, p.y, c0, c1); break;
+        default: axpy_cols<1>(p, p.x, p.y, c0, c1); break;
       }
     }
   }
@@ -255,20 +259,18 @@ KernelTable make_table(const char* name) {
   t.name = name;
   t.column_unit = Kernels<S, float>::kPanel;
   t.scratch_floats = kScratchFloats;
-  t.linear_rows = [](const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y, int64_t ldy,
-                     float* scratch) {
-    switch (m.dtype) {
-      case DType::F32: return Kernels<S, float>::linear_rows(x, tokens, m, n0, n1, y, ldy, scratch);
-      case DType::BF16: return Kernels<S, BF16Bits>::linear_rows(x, tokens, m, n0, n1, y, ldy, scratch);
-      default: return Kernels<S, F16Bits>::linear_rows(x, tokens, m, n0, n1, y, ldy, scratch);  // checked by the caller
+  t.linear_rows = [](const Product& p, int64_t n0, int64_t n1, float* scratch) {
+    switch (p.w.dtype) {
+      case DType::F32: return Kernels<S, float>::linear_rows(p, n0, n1, scratch);
+      case DType::BF16: return Kernels<S, BF16Bits>::linear_rows(p, n0, n1, scratch);
+      default: return Kernels<S, F16Bits>::linear_rows(p, n0, n1, scratch);  // checked by the caller
     }
   };
-  t.in_out_cols = [](const float* x, int64_t tokens, const Matrix& m, int64_t n0, int64_t n1, float* y, int64_t ldy,
-                     float* scratch) {
-    switch (m.dtype) {
-      case DType::F32: return Kernels<S, float>::in_out_cols(x, tokens, m, n0, n1, y, ldy, scratch);
-      case DType::BF16: return Kernels<S, BF16Bits>::in_out_cols(x, tokens, m, n0, n1, y, ldy, scratch);
-      default: return Kernels<S, F16Bits>::in_out_cols(x, tokens, m, n0, n1, y, ldy, scratch);
+  t.in_out_cols = [](const Product& p, int64_t n0, int64_t n1, float* scratch) {
+    switch (p.w.dtype) {
+      case DType::F32: return Kernels<S, float>::in_out_cols(p, n0, n1, scratch);
+      case DType::BF16: return Kernels<S, BF16Bits>::in_out_cols(p, n0, n1, scratch);
+      default: return Kernels<S, F16Bits>::in_out_cols(p, n0, n1, scratch);
     }
   };
   return t;

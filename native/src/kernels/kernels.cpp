@@ -14,7 +14,7 @@ namespace l4 {
 
 Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
   Matrix m = *this;
-  m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(cols) * dtype_size(dtype);
+  m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(ld()) * dtype_size(dtype);
   m.rows = count;
   return m;
 }
@@ -65,9 +65,8 @@ float* scratch_for(const KernelTable& k) {
   return scratch.data();
 }
 
-void product_columns(const KernelTable& k, const float* x, int64_t tokens, const Matrix& w, bool in_out, int64_t n0,
-                     int64_t n1, float* y, int64_t ldy) {
-  (in_out ? k.in_out_cols : k.linear_rows)(x, tokens, w, n0, n1, y, ldy, scratch_for(k));
+void product_columns(const KernelTable& k, const Product& p, bool in_out, int64_t n0, int64_t n1) {
+  (in_out ? k.in_out_cols : k.linear_rows)(p, n0, n1, scratch_for(k));
 }
 
 // Splits the columns of one product into contiguous, panel-aligned ranges, one per thread.
@@ -77,7 +76,7 @@ void parallel_product(const KernelTable& k, const float* x, int64_t tokens, cons
   const int64_t units = (N + unit - 1) / unit;
   const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, tokens * K * unit));
   pool()->parallel_for(units, [&](int64_t u0, int64_t u1) {
-    product_columns(k, x, tokens, w, in_out, u0 * unit, std::min(N, u1 * unit), y, N);
+    product_columns(k, Product{x, K, tokens, w, y, N}, in_out, u0 * unit, std::min(N, u1 * unit));
   }, grain);
 }
 
@@ -90,15 +89,14 @@ std::vector<std::string> available_kernels() {
 }
 const char* simd_name() { return active().name; }
 
-void linear_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy) {
-  check_compute_dtype(w);
-  product_columns(active(), x, tokens, w, false, n0, n1, y, ldy);
+void linear_serial(const Product& p, int64_t n0, int64_t n1) {
+  check_compute_dtype(p.w);
+  product_columns(active(), p, false, n0, n1);
 }
 
-void matmul_in_out_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y,
-                          int64_t ldy) {
-  check_compute_dtype(w);
-  product_columns(active(), x, tokens, w, true, n0, n1, y, ldy);
+void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1) {
+  check_compute_dtype(p.w);
+  product_columns(active(), p, true, n0, n1);
 }
 
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y) {
@@ -155,7 +153,7 @@ void matmul_in_out_batch(const std::vector<MatmulInOut>& products) {
         auto run = u;  // merge consecutive units of one product into one column range
         while (run + 1 < last && (run + 1)->product == u->product) ++run;
         const MatmulInOut& m = products[u->product];
-        product_columns(k, m.x, m.tokens, m.w, true, u->c0, run->c1, m.y, m.w.cols);
+        product_columns(k, Product{m.x, m.w.rows, m.tokens, m.w, m.y, m.w.cols}, true, u->c0, run->c1);
         u = run + 1;
       }
     }

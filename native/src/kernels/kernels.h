@@ -18,27 +18,39 @@ struct Matrix {
   DType dtype = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
+  int64_t stride = 0;  // elements from one row to the next; 0 = cols (packed)
+  int64_t ld() const { return stride ? stride : cols; }
   Matrix slice_rows(int64_t first, int64_t count) const;  // rows [first, first+count)
+};
+
+// One product y = x . W (or y += x . W): `tokens` rows of x, ldx floats apart, each as long as W's inner
+// dimension; rows of y ldy floats apart.
+struct Product {
+  const float* x;
+  int64_t ldx;
+  int64_t tokens;
+  Matrix w;
+  float* y;
+  int64_t ldy;
+  bool accumulate = false;  // [in, out] weights only: y += x . W, continuing each output's sum in order
 };
 
 // Element types the kernels are instantiated for (bf16 and f16 are both 16-bit patterns).
 struct BF16Bits { uint16_t bits; };
 struct F16Bits { uint16_t bits; };
 
-// One instruction set's single-threaded loops; each computes output columns [n0, n1) for all `tokens` rows
-// of x (row stride = the inner dimension) into y (row stride ldy), using `scratch` (scratch_floats floats).
-// Results do not depend on the token count or the column range: see kernel_set.h.
+// One instruction set's single-threaded loops; each computes output columns [n0, n1) of a Product, using
+// `scratch` (scratch_floats floats). Results do not depend on the token count or the column range: see
+// kernel_set.h.
 struct KernelTable {
   const char* name;
   int64_t column_unit;     // thread splits of the output columns are multiples of it
   int64_t scratch_floats;
   // W [N, K] (nn.Linear): y[t, n] = x[t] . W[n]. Each weight row is read from memory once for all tokens.
-  void (*linear_rows)(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy,
-                      float* scratch);
+  void (*linear_rows)(const Product& p, int64_t n0, int64_t n1, float* scratch);
   // W [K, N] (the fused MoE experts): y[t, n] = sum_k x[t, k] W[k, n]; few tokens stream W's rows in memory
   // order, many go through a GEMM over packed panels.
-  void (*in_out_cols)(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy,
-                      float* scratch);
+  void (*in_out_cols)(const Product& p, int64_t n0, int64_t n1, float* scratch);
 };
 
 const KernelTable& scalar_kernels();
@@ -71,10 +83,31 @@ void matmul_in_out_batch(const std::vector<MatmulInOut>& products);
 void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y);
 
 // The same two products on the calling thread alone, over output columns [n0, n1), for callers that split work
-// across threads themselves (y's row stride is ldy).
-void linear_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y, int64_t ldy);
-void matmul_in_out_serial(const float* x, int64_t tokens, const Matrix& w, int64_t n0, int64_t n1, float* y,
-                          int64_t ldy);
+// across threads themselves: W [out, in] (nn.Linear) and W [in, out].
+void linear_serial(const Product& p, int64_t n0, int64_t n1);
+void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1);
+
+// Softmax attention of a block of query rows over keys/values held as segments of consecutive positions
+// (a ring-buffer cache and this call's new tokens, say). Scores and the weighted sum run on the product
+// kernels; each output is summed over positions in ascending order, so a query gives the same result alone
+// (decode) or inside a block (prefill).
+struct KeySegment {
+  Matrix keys, values;  // f32 [positions, head_dim], rows may be strided
+  int64_t first;        // position of row 0; segments are in ascending order and adjacent
+};
+struct AttentionBlock {
+  const float* q;  // `rows` query rows of head_dim floats, ldq apart
+  int64_t ldq, rows;
+  const int64_t* visible_from;  // per row: first visible key position
+  const int64_t* visible_to;    // per row: last visible key position
+  const uint8_t* valid;         // per key position: 0 = padding, never visible
+  float scale;                  // applied to q . k
+  float* out;                   // [rows, head_dim], ldo apart
+  int64_t ldo;
+  float* const* probs;          // optional: per row, where its probabilities go, indexed by key position
+};
+// Single-threaded; `scores` is the caller's working buffer (grown as needed).
+void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, std::vector<float>& scores);
 
 // Copies row `row` of W to f32 (embedding lookup).
 void row_to_f32(const Matrix& w, int64_t row, float* out);

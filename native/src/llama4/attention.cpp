@@ -1,8 +1,8 @@
 // Llama4TextAttention, as in transformers' modeling_llama4.py: q/k/v projections -> RoPE (+ QK L2 norm) on
 // RoPE layers, or temperature tuning on NoPE layers -> causal softmax attention over the visible keys
 // (chunked on chunked layers, GQA) -> o_proj.
+#include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "../kernels/kernels.h"
 #include "../thread_pool.h"
@@ -52,9 +52,9 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
   std::vector<float> q(s.N * nH * D), attn(s.N * nH * D);
   k.resize(s.N * kvH * D);
   v.resize(s.N * kvH * D);
-  // q, attn, and the per-thread scores
-  const size_t scratch = bytes_of(q) + bytes_of(attn) +
-                         size_t(std::min<int64_t>(num_threads(), s.B * nH * s.T)) * size_t(s.P + s.T) * sizeof(float);
+  // q, attn, and each thread's scores of one work item (below)
+  const size_t scratch = bytes_of(q) + bytes_of(attn) + size_t(num_threads()) * size_t(std::min<int64_t>(s.T, 32)) *
+                                                            size_t(nH / kvH) * size_t(s.P + s.T) * sizeof(float);
   meter.hold(scratch);
 
   linear(h, s.N, w.q_proj, nullptr, q.data());
@@ -82,52 +82,60 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
     }
   }
 
-  const bool chunked = c.chunked[layer];
-  const int64_t chunk = c.attention_chunk_size;
-  const int64_t group = nH / kvH;
+  // Work items: (batch row, kv head, block of query positions), the kv head's query heads together so its
+  // keys are read once for all of them. Rows of an item are (head in group, position).
+  const int64_t group = nH / kvH, ring = cached ? cached->ring : 0;
+  const int64_t block = std::min<int64_t>(s.T, 32), blocks = (s.T + block - 1) / block;
   const float scaling = 1.0f / std::sqrt(float(D));
-  auto key_row = [&](const std::vector<float>& fresh, const std::vector<float>* past_buf, int64_t b, int64_t kvh,
-                     int64_t pos) -> const float* {
-    if (pos >= s.P) return fresh.data() + ((b * s.T + (pos - s.P)) * kvH + kvh) * D;
-    int64_t slot = cached->ring ? pos % cached->ring : pos;
-    return past_buf->data() + ((slot * s.B + b) * kvH + kvh) * D;
-  };
-  parallel_items(s.B * nH * s.T, D * (s.P + s.T), [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
+  parallel_items(s.B * kvH * blocks, block * group * (s.P + s.T) * D, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores, qbuf, obuf;
+    std::vector<int64_t> from, to;
+    std::vector<float*> probs_rows;
+    std::vector<KeySegment> segments;
     for (int64_t item = begin; item < end; item++) {
-      const int64_t b = item / (nH * s.T), head = (item / s.T) % nH, t = item % s.T;
-      const int64_t qpos = s.P + t, kvh = head / group;
-      const float* qv = q.data() + ((b * s.T + t) * nH + head) * D;
-      float* ctx = attn.data() + ((b * s.T + t) * nH + head) * D;
-      int64_t lo = 0;
-      if (chunked) {  // keys in the same chunk as the query, chunks counted from the first real token
-        const int64_t lp = s.left_padding[b];
-        lo = std::max<int64_t>(0, lp + floor_div(qpos - lp, chunk) * chunk);
+      const int64_t b = item / (kvH * blocks), kvh = (item / blocks) % kvH;
+      const int64_t t0 = (item % blocks) * block, t1 = std::min(s.T, t0 + block), rows = group * (t1 - t0);
+      qbuf.resize(rows * D);
+      obuf.resize(rows * D);
+      from.resize(rows);
+      to.resize(rows);
+      probs_rows.assign(probs ? rows : 0, nullptr);
+      for (int64_t g = 0; g < group; g++)
+        for (int64_t t = t0; t < t1; t++) {
+          const int64_t r = g * (t1 - t0) + (t - t0), head = kvh * group + g, qpos = s.P + t;
+          std::copy_n(q.data() + ((b * s.T + t) * nH + head) * D, D, qbuf.data() + r * D);
+          int64_t lo = 0;
+          if (c.chunked[layer]) {  // keys in the same chunk as the query, chunks counted from the first real token
+            const int64_t lp = s.left_padding[b];
+            lo = std::max<int64_t>(0, lp + floor_div(qpos - lp, c.attention_chunk_size) * c.attention_chunk_size);
+          }
+          if (ring) lo = std::max<int64_t>(lo, s.P - ring);  // older keys have left the ring
+          from[r] = lo;
+          to[r] = qpos;
+          if (probs) probs_rows[r] = probs + ((b * nH + head) * s.T + t) * (s.P + s.T);
+        }
+      // Keys from the first one any row sees: cached positions (a ring's may wrap once), then this call's.
+      const int64_t first = from[0];  // positions' lower bounds grow with the position
+      segments.clear();
+      const int64_t cached_row = s.B * kvH * D, fresh_row = kvH * D;
+      for (int64_t pos = first; pos < s.P;) {
+        const int64_t slot = ring ? pos % ring : pos, count = std::min(s.P - pos, ring ? ring - slot : s.P - pos);
+        const int64_t offset = (slot * s.B + b) * kvH * D + kvh * D;
+        segments.push_back({Matrix{DType::F32, cached->k.data() + offset, count, D, cached_row},
+                            Matrix{DType::F32, cached->v.data() + offset, count, D, cached_row}, pos});
+        pos += count;
       }
-      if (cached && cached->ring) lo = std::max<int64_t>(lo, s.P - cached->ring);
-      scores.assign(qpos - lo + 1, -std::numeric_limits<float>::infinity());
-      float best = -std::numeric_limits<float>::infinity();
-      for (int64_t pos = lo; pos <= qpos; pos++) {
-        if (!s.valid[b][pos]) continue;
-        const float* kr = key_row(k, cached ? &cached->k : nullptr, b, kvh, pos);
-        float dot = 0;
-        for (int64_t i = 0; i < D; i++) dot += qv[i] * kr[i];
-        scores[pos - lo] = dot * scaling;
-        best = std::max(best, scores[pos - lo]);
-      }
-      std::fill(ctx, ctx + D, 0.0f);
-      if (best == -std::numeric_limits<float>::infinity()) continue;  // a padding query: nothing to attend to
-      float sum = 0;
-      for (auto& sc : scores) sum += (sc = std::exp(sc - best));
-      const float inv_sum = 1.0f / sum;
-      float* probs_row = probs ? probs + ((b * nH + head) * s.T + t) * (s.P + s.T) : nullptr;
-      for (int64_t pos = lo; pos <= qpos; pos++) {
-        const float p = scores[pos - lo] * inv_sum;
-        if (probs_row) probs_row[pos] = p;
-        if (p == 0) continue;
-        const float* vr = key_row(v, cached ? &cached->v : nullptr, b, kvh, pos);
-        for (int64_t i = 0; i < D; i++) ctx[i] += p * vr[i];
-      }
+      const int64_t fresh_first = std::max(first, s.P), fresh_offset = ((b * s.T + fresh_first - s.P) * kvH + kvh) * D;
+      segments.push_back({Matrix{DType::F32, k.data() + fresh_offset, s.P + t1 - fresh_first, D, fresh_row},
+                          Matrix{DType::F32, v.data() + fresh_offset, s.P + t1 - fresh_first, D, fresh_row},
+                          fresh_first});
+      attend(AttentionBlock{qbuf.data(), D, rows, from.data(), to.data(), s.valid[b].data(), scaling, obuf.data(), D,
+                            probs ? probs_rows.data() : nullptr},
+             segments, scores);
+      for (int64_t g = 0; g < group; g++)
+        for (int64_t t = t0; t < t1; t++)
+          std::copy_n(obuf.data() + (g * (t1 - t0) + (t - t0)) * D, D,
+                      attn.data() + ((b * s.T + t) * nH + kvh * group + g) * D);
     }
   });
   linear(attn.data(), s.N, w.o_proj, nullptr, out);

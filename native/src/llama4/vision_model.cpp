@@ -107,7 +107,7 @@ void tile_attention(const float* q, const float* k, const float* v, int64_t tile
       const Matrix values{DType::F32, vh.data() + g * group_size, tokens, head_dim};  // [in = tokens, out = head_dim]
       scores.resize(nq * tokens);
       context.resize(nq * head_dim);
-      linear_serial(qh.data() + g * group_size + q0 * head_dim, nq, keys, 0, tokens, scores.data(), tokens);
+      linear_serial(Product{qh.data() + g * group_size + q0 * head_dim, head_dim, nq, keys, scores.data(), tokens}, 0, tokens);
       for (int64_t j = 0; j < nq; j++) {
         float* row = scores.data() + j * tokens;
         float best = -INFINITY;
@@ -117,7 +117,7 @@ void tile_attention(const float* q, const float* k, const float* v, int64_t tile
         const float inv_sum = 1.0f / sum;
         for (int64_t i = 0; i < tokens; i++) row[i] *= inv_sum;
       }
-      matmul_in_out_serial(scores.data(), nq, values, 0, head_dim, context.data(), head_dim);
+      matmul_in_out_serial(Product{scores.data(), tokens, nq, values, context.data(), head_dim}, 0, head_dim);
       const int64_t t = g / heads, h = g % heads;
       for (int64_t j = 0; j < nq; j++)
         std::memcpy(out + ((t * tokens + q0 + j) * heads + h) * head_dim, context.data() + j * head_dim,
