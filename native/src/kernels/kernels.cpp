@@ -69,15 +69,46 @@ void product_columns(const KernelTable& k, const Product& p, bool in_out, int64_
   (in_out ? k.in_out_cols : k.linear_rows)(p, n0, n1, scratch_for(k));
 }
 
-// Splits the columns of one product into contiguous, panel-aligned ranges, one per thread.
-void parallel_product(const KernelTable& k, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y) {
-  const int64_t K = in_out ? w.rows : w.cols, N = in_out ? w.cols : w.rows;
-  const int64_t unit = k.column_unit;
-  const int64_t units = (N + unit - 1) / unit;
-  const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, tokens * K * unit));
-  pool()->parallel_for(units, [&](int64_t u0, int64_t u1) {
-    product_columns(k, Product{x, K, tokens, w, y, N}, in_out, u0 * unit, std::min(N, u1 * unit));
-  }, grain);
+void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
+  // Units of work are (job, block of columns); each thread takes a contiguous run of units of about equal
+  // cost, so a product's columns stay contiguous within a thread and its weights stream in order.
+  const int64_t unit_cols = 4 * k.column_unit;
+  struct Unit {
+    int64_t job, c0, c1;
+    double cost_end;  // cumulative multiply-adds up to the end of this unit
+  };
+  std::vector<Unit> units;
+  double total = 0;
+  for (int64_t j = 0; j < int64_t(jobs.size()); j++) {
+    const MatmulJob& m = jobs[j];
+    check_compute_dtype(m.w);
+    const int64_t K = m.in_out ? m.w.rows : m.w.cols, N = m.in_out ? m.w.cols : m.w.rows;
+    if (m.tokens == 0) continue;
+    for (int64_t c0 = 0; c0 < N; c0 += unit_cols) {
+      const int64_t c1 = std::min(N, c0 + unit_cols);
+      total += double(m.tokens) * double(K) * double(c1 - c0);
+      units.push_back({j, c0, c1, total});
+    }
+  }
+  if (units.empty()) return;
+  const int64_t parts = std::min<int64_t>(num_threads(), std::max<int64_t>(1, int64_t(total / kMinMacsPerThread)));
+  pool()->parallel_for(parts, [&](int64_t part0, int64_t part1) {
+    for (int64_t part = part0; part < part1; part++) {
+      // Units whose cost ends within this part's share of the total.
+      const double lo = total * double(part) / double(parts), hi = total * double(part + 1) / double(parts);
+      auto first = std::upper_bound(units.begin(), units.end(), lo, [](double v, const Unit& u) { return v < u.cost_end; });
+      auto last = std::upper_bound(units.begin(), units.end(), hi, [](double v, const Unit& u) { return v < u.cost_end; });
+      if (part == parts - 1) last = units.end();
+      for (auto u = first; u < last;) {
+        auto run = u;  // merge consecutive units of one job into one column range
+        while (run + 1 < last && (run + 1)->job == u->job) ++run;
+        const MatmulJob& m = jobs[u->job];
+        const int64_t K = m.in_out ? m.w.rows : m.w.cols, N = m.in_out ? m.w.cols : m.w.rows;
+        product_columns(k, Product{m.x, K, m.tokens, m.w, m.y, N}, m.in_out, u->c0, run->c1);
+        u = run + 1;
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -100,64 +131,22 @@ void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1) {
 }
 
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y) {
-  check_compute_dtype(w);
-  parallel_product(active(), x, tokens, w, false, y);
+  run_batch(active(), {MatmulJob{x, tokens, w, false, y}});
   if (bias)
     for (int64_t t = 0; t < tokens; t++)
       for (int64_t o = 0; o < w.rows; o++) y[t * w.rows + o] += bias[o];
 }
 
 void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y) {
-  check_compute_dtype(w);
-  parallel_product(active(), x, tokens, w, true, y);
+  run_batch(active(), {MatmulJob{x, tokens, w, true, y}});
 }
+
+void matmul_batch(const std::vector<MatmulJob>& jobs) { run_batch(active(), jobs); }
 
 void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y) {
-  check_compute_dtype(w);
   for (const KernelTable* k : supported())
-    if (kernel_set == k->name) return parallel_product(*k, x, tokens, w, in_out, y);
+    if (kernel_set == k->name) return run_batch(*k, {MatmulJob{x, tokens, w, in_out, y}});
   throw std::runtime_error("no kernel set \"" + kernel_set + "\" on this CPU");
-}
-
-void matmul_in_out_batch(const std::vector<MatmulInOut>& products) {
-  const KernelTable& k = active();
-  // Units of work are (product, block of columns); each thread takes a contiguous run of units of about
-  // equal cost, so a product's columns stay contiguous within a thread and its weights stream in order.
-  const int64_t unit_cols = 4 * k.column_unit;
-  struct Unit {
-    int64_t product, c0, c1;
-    double cost_end;  // cumulative multiply-adds up to the end of this unit
-  };
-  std::vector<Unit> units;
-  double total = 0;
-  for (int64_t p = 0; p < int64_t(products.size()); p++) {
-    const MatmulInOut& m = products[p];
-    check_compute_dtype(m.w);
-    if (m.tokens == 0) continue;
-    for (int64_t c0 = 0; c0 < m.w.cols; c0 += unit_cols) {
-      const int64_t c1 = std::min(m.w.cols, c0 + unit_cols);
-      total += double(m.tokens) * double(m.w.rows) * double(c1 - c0);
-      units.push_back({p, c0, c1, total});
-    }
-  }
-  if (units.empty()) return;
-  const int64_t parts = std::min<int64_t>(num_threads(), std::max<int64_t>(1, int64_t(total / kMinMacsPerThread)));
-  pool()->parallel_for(parts, [&](int64_t part0, int64_t part1) {
-    for (int64_t part = part0; part < part1; part++) {
-      // Units whose cost ends within this part's share of the total.
-      const double lo = total * double(part) / double(parts), hi = total * double(part + 1) / double(parts);
-      auto first = std::upper_bound(units.begin(), units.end(), lo, [](double v, const Unit& u) { return v < u.cost_end; });
-      auto last = std::upper_bound(units.begin(), units.end(), hi, [](double v, const Unit& u) { return v < u.cost_end; });
-      if (part == parts - 1) last = units.end();
-      for (auto u = first; u < last;) {
-        auto run = u;  // merge consecutive units of one product into one column range
-        while (run + 1 < last && (run + 1)->product == u->product) ++run;
-        const MatmulInOut& m = products[u->product];
-        product_columns(k, Product{m.x, m.w.rows, m.tokens, m.w, m.y, m.w.cols}, true, u->c0, run->c1);
-        u = run + 1;
-      }
-    }
-  });
 }
 
 void row_to_f32(const Matrix& w, int64_t row, float* out) {

@@ -69,15 +69,18 @@ const char* simd_name();
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y);
 // y[t, o] = sum_i x[t, i] * W[i, o]: x @ W with W [in, out] (the fused MoE expert tensors).
 void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y);
-// Several independent x @ W products (one per expert) run as one parallel job, so that experts with few
-// tokens still keep every thread busy: threads take (product, column block) units.
-struct MatmulInOut {
-  const float* x;
+// One of several independent products run as one parallel job (matmul_batch).
+struct MatmulJob {
+  const float* x;  // [tokens, in]
   int64_t tokens;
-  Matrix w;  // [in, out]
-  float* y;  // [tokens, out]
+  Matrix w;
+  bool in_out;  // W is [in, out] (the fused experts) rather than [out, in] (nn.Linear)
+  float* y;     // [tokens, out]
 };
-void matmul_in_out_batch(const std::vector<MatmulInOut>& products);
+// Runs independent products (an attention's q/k/v, every expert of a layer with the shared expert) as one
+// parallel job, so small ones still keep every thread busy and the threads meet once: threads take
+// contiguous runs of (product, column block) units of about equal cost.
+void matmul_batch(const std::vector<MatmulJob>& jobs);
 // One product (W [out, in], or [in, out] when in_out) on a named kernel set of available_kernels(): lets a test
 // compare every set the CPU has, in one process.
 void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y);

@@ -13,8 +13,7 @@ void mlp(const MlpWeights& w, const float* x, int64_t tokens, ScratchMeter& mete
   const int64_t inner = w.gate_proj.rows;
   std::vector<float> gate(tokens * inner), up(tokens * inner);
   meter.hold(bytes_of(gate) + bytes_of(up));
-  linear(x, tokens, w.gate_proj, nullptr, gate.data());
-  linear(x, tokens, w.up_proj, nullptr, up.data());
+  matmul_batch({{x, tokens, w.gate_proj, false, gate.data()}, {x, tokens, w.up_proj, false, up.data()}});
   silu_mul(gate.data(), up.data(), inner, tokens, inner, gate.data());
   linear(gate.data(), tokens, w.down_proj, nullptr, out);
   meter.release(bytes_of(gate) + bytes_of(up));
@@ -65,18 +64,26 @@ void moe(const TextConfig& c, const MoeWeights& w, const float* h, int64_t token
       float* row = xin.data() + (first[e] + j) * H;
       for (int64_t i = 0; i < H; i++) row[i] = h[n * H + i] * score;
     }
-  std::vector<MatmulInOut> up_products, down_products;
+  // The shared expert (Llama4TextMLP) runs in the same two parallel jobs as the routed experts.
+  const MlpWeights& shared = w.shared_expert;
+  const int64_t shared_inner = shared.gate_proj.rows;
+  std::vector<float> shared_gate(tokens * shared_inner), shared_up(tokens * shared_inner);
+  meter.hold(bytes_of(shared_gate) + bytes_of(shared_up));
+  std::vector<MatmulJob> up_jobs{{h, tokens, shared.gate_proj, false, shared_gate.data()},
+                                 {h, tokens, shared.up_proj, false, shared_up.data()}};
+  std::vector<MatmulJob> down_jobs{{shared_gate.data(), tokens, shared.down_proj, false, out}};
   for (int64_t e = 0; e < E; e++) {
     const int64_t n_e = first[e + 1] - first[e];
     if (n_e == 0) continue;
-    up_products.push_back({xin.data() + first[e] * H, n_e, w.gate_up_proj.slice_rows(e * H, H), gate_up.data() + first[e] * 2 * I});
-    down_products.push_back({act.data() + first[e] * I, n_e, w.down_proj.slice_rows(e * I, I), eout.data() + first[e] * H});
+    up_jobs.push_back({xin.data() + first[e] * H, n_e, w.gate_up_proj.slice_rows(e * H, H), true, gate_up.data() + first[e] * 2 * I});
+    down_jobs.push_back({act.data() + first[e] * I, n_e, w.down_proj.slice_rows(e * I, I), true, eout.data() + first[e] * H});
   }
-  matmul_in_out_batch(up_products);
+  matmul_batch(up_jobs);
   silu_mul(gate_up.data(), gate_up.data() + I, 2 * I, R, I, act.data());  // gate and up side by side in each row
-  matmul_in_out_batch(down_products);
+  silu_mul(shared_gate.data(), shared_up.data(), shared_inner, tokens, shared_inner, shared_gate.data());
+  matmul_batch(down_jobs);
+  meter.release(bytes_of(shared_gate) + bytes_of(shared_up));
 
-  mlp(w.shared_expert, h, tokens, meter, out);
   // Routed outputs summed in expert order, after the shared expert, as transformers adds them.
   std::vector<float> routed(tokens * H, 0.0f);
   for (int64_t e = 0; e < E; e++)
