@@ -24,12 +24,11 @@
 namespace l4 {
 namespace kernel_set {
 
-// Floats of scratch the callers hand in (256 KiB: a block of widened weight rows, or a packed GEMM block,
-// stays in the core's L2 while every token row goes past it).
+// Floats of scratch the callers hand in (256 KiB: a block of widened nn.Linear rows stays in the core's L2
+// while every token row goes past it).
 constexpr int64_t kScratchFloats = 64 * 1024;
-// GEMM over [K, N] weights: the packed block is kDepthBlock x kColumnBlock.
+// GEMM over [K, N] weights: depth per block (kDepthBlock x kPanel weights stay in L1 while the tokens pass).
 constexpr int64_t kDepthBlock = 256;
-constexpr int64_t kColumnBlock = kScratchFloats / kDepthBlock;
 // Decode over [K, N] weights: the columns one pass over W accumulates, so their partial sums stay in L1.
 constexpr int64_t kColumnChunk = 2048;
 
@@ -161,84 +160,68 @@ struct Kernels {
     for (; k < K; k++) axpy_rows<1, TT>(x, p.ldx, w, ldw, k, c0, c1, y, p.ldy);
   }
 
-  // ---- fused experts, W [K, N], many tokens: GEMM over packed f32 panels ----
+  // ---- fused experts, W [K, N], many tokens: GEMM, kRows tokens x kPanel columns in registers ----
   static constexpr int64_t kPanel = S::kPanelVectors * L;  // weight columns per micro-kernel
 
-  // Packs W's block [k0, k0+kc) x [c0, c0+nc) as f32 panels [panel][k][kPanel], zero-padded past nc.
-  static void pack(const T* w, int64_t ldw, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
-    for (int64_t p = 0; p * kPanel < nc; p++) {
-      float* dst = out + p * kc * kPanel;
-      const int64_t cols = min_of(kPanel, nc - p * kPanel), c = c0 + p * kPanel;
-      for (int64_t k = 0; k < kc; k++) {
-        const T* src = w + (k0 + k) * ldw + c;
-        float* d = dst + k * kPanel;
-        if (cols == kPanel) {
-          for (int64_t v = 0; v < kPanel; v += L) S::store(d + v, W::load(src + v));
-        } else {
-          for (int64_t j = 0; j < cols; j++) d[j] = W::load1(src + j);
-          for (int64_t j = cols; j < kPanel; j++) d[j] = 0.0f;
-        }
-      }
-    }
-  }
-
-  // y[MR tokens][kPanel columns] = (y if `resume`, else 0) + x[MR][kc] . panel[kc][kPanel]; a `cols` < kPanel
-  // touches only those. Resuming from y keeps each output one fma chain across depth blocks.
-  template <int MR>
-  static void micro(const float* x, int64_t ldx, const float* panel, int64_t kc, float* y, int64_t ldy, int64_t cols,
+  // y[MR tokens][kPanel columns] = (y if `resume`, else 0) + x[MR][kc] . w[kc][kPanel] (rows of w ldw apart,
+  // widened in registers: each weight vector serves MR tokens). Resuming from y keeps each output one fma
+  // chain across depth blocks.
+  template <class WT, int MR>
+  static void micro(const float* x, int64_t ldx, const WT* w, int64_t ldw, int64_t kc, float* y, int64_t ldy,
                     bool resume) {
+    using WW = typename S::template Widen<WT>;
     constexpr int NV = S::kPanelVectors;
     V acc[MR][NV];
-    float tile[MR][kPanel];
-    if (resume && cols < kPanel)
-      for (int i = 0; i < MR; i++)
-        for (int64_t c = 0; c < kPanel; c++) tile[i][c] = c < cols ? y[i * ldy + c] : 0.0f;
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NV; j++)
-        acc[i][j] = !resume ? S::zero() : cols == kPanel ? S::load(y + i * ldy + j * L) : S::load(tile[i] + j * L);
+      for (int j = 0; j < NV; j++) acc[i][j] = resume ? S::load(y + i * ldy + j * L) : S::zero();
     for (int64_t k = 0; k < kc; k++) {
       V b[NV];
-      for (int j = 0; j < NV; j++) b[j] = S::load(panel + k * kPanel + j * L);
+      for (int j = 0; j < NV; j++) b[j] = WW::load(w + k * ldw + j * L);
       for (int i = 0; i < MR; i++) {
         const V a = S::broadcast(x[i * ldx + k]);
         for (int j = 0; j < NV; j++) acc[i][j] = S::fma(a, b[j], acc[i][j]);
       }
     }
-    if (cols == kPanel) {
-      for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NV; j++) S::store(y + i * ldy + j * L, acc[i][j]);
-    } else {
-      for (int i = 0; i < MR; i++) {
-        for (int j = 0; j < NV; j++) S::store(tile[i] + j * L, acc[i][j]);
-        for (int64_t c = 0; c < cols; c++) y[i * ldy + c] = tile[i][c];
-      }
-    }
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NV; j++) S::store(y + i * ldy + j * L, acc[i][j]);
   }
 
-  template <int MR>
-  static void micro_rows(int64_t mr, const float* x, int64_t ldx, const float* panel, int64_t kc, float* y,
-                         int64_t ldy, int64_t cols, bool resume) {
+  template <class WT, int MR>
+  static void micro_rows(int64_t mr, const float* x, int64_t ldx, const WT* w, int64_t ldw, int64_t kc, float* y,
+                         int64_t ldy, bool resume) {
     if constexpr (MR > 1) {
-      if (mr < MR) return micro_rows<MR - 1>(mr, x, ldx, panel, kc, y, ldy, cols, resume);
+      if (mr < MR) return micro_rows<WT, MR - 1>(mr, x, ldx, w, ldw, kc, y, ldy, resume);
     }
-    micro<MR>(x, ldx, panel, kc, y, ldy, cols, resume);
+    micro<WT, MR>(x, ldx, w, ldw, kc, y, ldy, resume);
   }
 
+  // Depth in blocks of kDepthBlock (a block of kPanel weight columns stays in L1 while every token passes);
+  // the last columns, fewer than kPanel, go through a zero-padded copy (and a copy of their outputs) in scratch.
   static void gemm(const Product& p, int64_t n0, int64_t n1, float* scratch) {
     const T* w = static_cast<const T*>(p.w.data);
     const int64_t K = p.w.rows, ldw = p.w.ld();
+    const int64_t full_end = n0 + (n1 - n0) / kPanel * kPanel, ragged = n1 - full_end;
+    float* panel = scratch;                         // [kDepthBlock][kPanel]
+    float* tile = scratch + kDepthBlock * kPanel;   // [kRows][kPanel]
     for (int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
       const int64_t kc = min_of(kDepthBlock, K - k0);
-      for (int64_t c0 = n0; c0 < n1; c0 += kColumnBlock) {
-        const int64_t nc = min_of(kColumnBlock, n1 - c0);
-        pack(w, ldw, k0, kc, c0, nc, scratch);
-        for (int64_t t0 = 0; t0 < p.tokens; t0 += S::kRows) {
-          const int64_t mr = min_of<int64_t>(S::kRows, p.tokens - t0);
-          for (int64_t q = 0; q * kPanel < nc; q++)
-            micro_rows<S::kRows>(mr, p.x + t0 * p.ldx + k0, p.ldx, scratch + q * kc * kPanel, kc,
-                                 p.y + t0 * p.ldy + c0 + q * kPanel, p.ldy, min_of(kPanel, nc - q * kPanel),
-                                 k0 > 0 || p.accumulate);
-        }
+      const bool resume = k0 > 0 || p.accumulate;
+      for (int64_t c = n0; c < full_end; c += kPanel)
+        for (int64_t t0 = 0; t0 < p.tokens; t0 += S::kRows)
+          micro_rows<T, S::kRows>(min_of<int64_t>(S::kRows, p.tokens - t0), p.x + t0 * p.ldx + k0, p.ldx,
+                                  w + k0 * ldw + c, ldw, kc, p.y + t0 * p.ldy + c, p.ldy, resume);
+      if (ragged == 0) continue;
+      for (int64_t k = 0; k < kc; k++)
+        for (int64_t j = 0; j < kPanel; j++) panel[k * kPanel + j] = j < ragged ? W::load1(w + (k0 + k) * ldw + full_end + j) : 0.0f;
+      for (int64_t t0 = 0; t0 < p.tokens; t0 += S::kRows) {
+        const int64_t mr = min_of<int64_t>(S::kRows, p.tokens - t0);
+        float* y = p.y + t0 * p.ldy + full_end;
+        if (resume)
+          for (int64_t i = 0; i < mr; i++)
+            for (int64_t j = 0; j < kPanel; j++) tile[i * kPanel + j] = j < ragged ? y[i * p.ldy + j] : 0.0f;
+        micro_rows<float, S::kRows>(mr, p.x + t0 * p.ldx + k0, p.ldx, panel, kPanel, kc, tile, kPanel, resume);
+        for (int64_t i = 0; i < mr; i++)
+          for (int64_t j = 0; j < ragged; j++) y[i * p.ldy + j] = tile[i * kPanel + j];
       }
     }
   }

@@ -70,44 +70,23 @@ void product_columns(const KernelTable& k, const Product& p, bool in_out, int64_
 }
 
 void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
-  // Units of work are (job, block of columns); each thread takes a contiguous run of units of about equal
-  // cost, so a product's columns stay contiguous within a thread and its weights stream in order.
-  const int64_t unit_cols = 4 * k.column_unit;
-  struct Unit {
-    int64_t job, c0, c1;
-    double cost_end;  // cumulative multiply-adds up to the end of this unit
-  };
-  std::vector<Unit> units;
-  double total = 0;
-  for (int64_t j = 0; j < int64_t(jobs.size()); j++) {
-    const MatmulJob& m = jobs[j];
+  double total = 0;  // multiply-adds
+  for (const MatmulJob& m : jobs) {
     check_compute_dtype(m.w);
-    const int64_t K = m.in_out ? m.w.rows : m.w.cols, N = m.in_out ? m.w.cols : m.w.rows;
-    if (m.tokens == 0) continue;
-    for (int64_t c0 = 0; c0 < N; c0 += unit_cols) {
-      const int64_t c1 = std::min(N, c0 + unit_cols);
-      total += double(m.tokens) * double(K) * double(c1 - c0);
-      units.push_back({j, c0, c1, total});
-    }
+    total += double(m.tokens) * double(m.w.rows) * double(m.w.cols);
   }
-  if (units.empty()) return;
   const int64_t parts = std::min<int64_t>(num_threads(), std::max<int64_t>(1, int64_t(total / kMinMacsPerThread)));
+  // Every thread takes its share of every product's columns (contiguous, in column units), so all threads do
+  // the same mix of work (streaming nn.Linear rows, experts' rows, GEMMs) and reach the end together.
   pool()->parallel_for(parts, [&](int64_t part0, int64_t part1) {
-    for (int64_t part = part0; part < part1; part++) {
-      // Units whose cost ends within this part's share of the total.
-      const double lo = total * double(part) / double(parts), hi = total * double(part + 1) / double(parts);
-      auto first = std::upper_bound(units.begin(), units.end(), lo, [](double v, const Unit& u) { return v < u.cost_end; });
-      auto last = std::upper_bound(units.begin(), units.end(), hi, [](double v, const Unit& u) { return v < u.cost_end; });
-      if (part == parts - 1) last = units.end();
-      for (auto u = first; u < last;) {
-        auto run = u;  // merge consecutive units of one job into one column range
-        while (run + 1 < last && (run + 1)->job == u->job) ++run;
-        const MatmulJob& m = jobs[u->job];
+    for (int64_t part = part0; part < part1; part++)
+      for (const MatmulJob& m : jobs) {
         const int64_t K = m.in_out ? m.w.rows : m.w.cols, N = m.in_out ? m.w.cols : m.w.rows;
-        product_columns(k, Product{m.x, K, m.tokens, m.w, m.y, N}, m.in_out, u->c0, run->c1);
-        u = run + 1;
+        const int64_t units = (N + k.column_unit - 1) / k.column_unit;
+        const int64_t c0 = std::min(N, units * part / parts * k.column_unit);
+        const int64_t c1 = std::min(N, units * (part + 1) / parts * k.column_unit);
+        if (m.tokens > 0 && c0 < c1) product_columns(k, Product{m.x, K, m.tokens, m.w, m.y, N}, m.in_out, c0, c1);
       }
-    }
   });
 }
 

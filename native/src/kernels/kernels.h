@@ -78,8 +78,7 @@ struct MatmulJob {
   float* y;     // [tokens, out]
 };
 // Runs independent products (an attention's q/k/v, every expert of a layer with the shared expert) as one
-// parallel job, so small ones still keep every thread busy and the threads meet once: threads take
-// contiguous runs of (product, column block) units of about equal cost.
+// parallel job, so the threads meet once for all of them; each thread takes its share of every product.
 void matmul_batch(const std::vector<MatmulJob>& jobs);
 // One product (W [out, in], or [in, out] when in_out) on a named kernel set of available_kernels(): lets a test
 // compare every set the CPU has, in one process.

@@ -54,7 +54,8 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
   for (size_t layer = 0; layer < layers_.size(); layer++) {
     KVLayer& cl = layers_[layer];
     const int64_t row = int64_t(new_k[layer].size()) / (batch_ * new_tokens);
-    const int64_t slots = cl.ring ? cl.ring : total;
+    // A ring fills up to its size as the sequence grows (position p lives in slot p % ring).
+    const int64_t slots = cl.ring ? std::min(cl.ring, total) : total;
     if (int64_t(cl.k.size()) < slots * batch_ * row) {
       cl.k.resize(slots * batch_ * row);
       cl.v.resize(slots * batch_ * row);
