@@ -99,6 +99,8 @@ export interface NativeEngine {
   numThreads(): number;
   simd(): string;
   kernelSets(): string[];
+  setMatmulPrecision(precision: string): void;
+  matmulPrecision(): string;
   /** One product on a named kernel set (tests hold every set the CPU has to one reference). */
   matmul(options: {
     kernels: string;

@@ -128,6 +128,28 @@ describe("dtype", () => {
   });
 });
 
+describe("matmul precision", () => {
+  test('torch.set_float32_matmul_precision("medium") rounds bf16 products\' activations; "highest" is exact again', async () => {
+    const BF16 = modelDir("tiny-llama4-bf16-sharded");
+    const model = await Llama4ForCausalLM.from_pretrained(BF16);
+    const g = readGoldens(join(BF16, "goldens.safetensors"));
+    const ids = [Array.from(g["prompt2.input_ids"].data)];
+    try {
+      torch.set_float32_matmul_precision("medium");
+      const medium = await model.forward({ input_ids: ids });
+      const diff = maxAbsDiff(medium.logits.data, g["prompt2.logits"].data);
+      // bf16 activations (8-bit mantissa) in every product with bf16 weights: visible, but small next to
+      // logits of std > 1 (the f32 goldens of transformers on the same weights)
+      expect(diff).toBeGreaterThan(1e-4);
+      expect(diff).toBeLessThan(0.1);
+    } finally {
+      torch.set_float32_matmul_precision("highest");
+    }
+    const highest = await model.forward({ input_ids: ids });
+    expect(maxAbsDiff(highest.logits.data, g["prompt2.logits"].data)).toBeLessThanOrEqual(1e-4);
+  });
+});
+
 describe("package entry point", () => {
   test('plain node can import("llama4-ts") from the repository root', () => {
     const out = execFileSync(

@@ -6,7 +6,7 @@
 // any order; a wrong index or a dropped term is off by about a whole term, 30 times what this allows at K = 513.
 import { describe, expect, test } from "vitest";
 
-import { availableKernels } from "../sdk";
+import { availableKernels, torch } from "../sdk";
 import { native } from "../sdk/native";
 
 type DTypeName = "F32" | "BF16" | "F16";
@@ -110,6 +110,57 @@ describe("kernel sets", () => {
           }
         }
       }
+  });
+
+  // torch.set_float32_matmul_precision("medium"): activations of products with bf16 weights are rounded to
+  // bf16 (round to nearest even), then multiplied exactly and summed in f32 (AVX512_BF16 dot products for 5+
+  // tokens where the CPU has them). Same bound, against a reference on the rounded activations.
+  test.each(SETS)("%s: medium matmul precision rounds bf16 products' activations to bf16, nothing else", (kernels) => {
+    const roundBf16 = (v: number) => {
+      const u = new Uint32Array(new Float32Array([v]).buffer);
+      u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) << 16;
+      return new Float32Array(u.buffer)[0];
+    };
+    const next = rng(13);
+    torch.set_float32_matmul_precision("medium");
+    try {
+      expect(torch.get_float32_matmul_precision()).toBe("medium");
+      for (const [K, N] of [[17, 40], [300, 70], [513, 260]] as [number, number][]) {
+        const w = randomWeights(K * N, "BF16", next);
+        for (const tokens of [1, 4, 5, 13, 33]) {
+          const x = new Float32Array(tokens * K).map(() => next() * 2 - 1);
+          const xr = x.map(roundBf16);
+          for (const inOut of [false, true]) {
+            const [rows, cols] = inOut ? [K, N] : [N, K];
+            const y = native().matmul({ kernels, x, tokens, weight: w.bits, dtype: "BF16", rows, cols, inOut });
+            let worst = 0, fromExact = 0;
+            for (let t = 0; t < tokens; t++)
+              for (let n = 0; n < N; n++) {
+                let ref = 0, exact = 0, magnitude = 0;
+                for (let k = 0; k < K; k++) {
+                  const wv = w.values[inOut ? k * N + n : n * K + k];
+                  ref += xr[t * K + k] * wv;
+                  exact += x[t * K + k] * wv;
+                  magnitude += Math.abs(xr[t * K + k] * wv);
+                }
+                worst = Math.max(worst, Math.abs(y[t * N + n] - ref) / (2 * 2 ** -24 * K * magnitude));
+                fromExact = Math.max(fromExact, Math.abs(y[t * N + n] - exact) / magnitude);
+              }
+            expect(worst, `${kernels} K=${K} tokens=${tokens} inOut=${inOut}`).toBeLessThanOrEqual(1);
+            expect(fromExact).toBeGreaterThan(1e-6); // the rounding did happen
+          }
+        }
+      }
+      // f32 weights are not affected
+      const x = new Float32Array(64).map(() => next() - 0.5), weight = new Float32Array(64 * 8).map(() => next() - 0.5);
+      const y = native().matmul({ kernels, x, tokens: 1, weight, dtype: "F32", rows: 8, cols: 64, inOut: false });
+      torch.set_float32_matmul_precision("highest");
+      expect(Array.from(y)).toEqual(Array.from(native().matmul({ kernels, x, tokens: 1, weight, dtype: "F32", rows: 8, cols: 64, inOut: false })));
+    } finally {
+      torch.set_float32_matmul_precision("highest");
+    }
+    expect(torch.get_float32_matmul_precision()).toBe("highest");
+    expect(() => torch.set_float32_matmul_precision("low" as "medium")).toThrow(/"highest", "high" or "medium", got "low"/);
   });
 
   test("an unknown kernel set or a mis-sized weight is refused by name", () => {

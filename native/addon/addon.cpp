@@ -404,6 +404,17 @@ Napi::Value Simd(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(info.Env(), e.what());
   }
 }
+Napi::Value SetMatmulPrecision(const Napi::CallbackInfo& info) {
+  try {
+    l4::set_matmul_precision(info.Length() > 0 ? info[0].ToString().Utf8Value() : "");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+  return info.Env().Undefined();
+}
+Napi::Value MatmulPrecision(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), l4::matmul_precision());
+}
 Napi::Value KernelSets(const Napi::CallbackInfo& info) {
   const std::vector<std::string> names = l4::available_kernels();
   Napi::Array out = Napi::Array::New(info.Env(), names.size());
@@ -452,6 +463,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("numThreads", Napi::Function::New(env, NumThreads));
   exports.Set("simd", Napi::Function::New(env, Simd));
   exports.Set("kernelSets", Napi::Function::New(env, KernelSets));
+  exports.Set("setMatmulPrecision", Napi::Function::New(env, SetMatmulPrecision));
+  exports.Set("matmulPrecision", Napi::Function::New(env, MatmulPrecision));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   return exports;
 }

@@ -3,6 +3,7 @@
 #include "kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <stdexcept>
@@ -65,8 +66,52 @@ float* scratch_for(const KernelTable& k) {
   return scratch.data();
 }
 
+std::atomic<bool> g_medium_precision{false};
+
+// The AVX512_BF16 kernels, when the set in use is AVX-512 and the CPU has them.
+const Bf16Kernels* bf16_kernels(const KernelTable& k) {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512bf16");
+  static const Bf16Kernels kernels = has ? avx512_bf16_kernels() : Bf16Kernels{nullptr, nullptr};
+  if (has && &k == &avx512_kernels()) return &kernels;
+#endif
+  return nullptr;
+}
+
+// Many-token products with rounded bf16 activations take the bf16 dot products; below that the f32 kernels
+// (reading the weights once, which is all decode needs) on the same rounded activations.
+const int64_t kBf16MinTokens = 5;
+
 void product_columns(const KernelTable& k, const Product& p, bool in_out, int64_t n0, int64_t n1) {
-  (in_out ? k.in_out_cols : k.linear_rows)(p, n0, n1, scratch_for(k));
+  const Bf16Kernels* bf16 = p.x_bf16 && p.tokens >= kBf16MinTokens ? bf16_kernels(k) : nullptr;
+  if (bf16)
+    (in_out ? bf16->in_out_cols : bf16->linear_rows)(p, n0, n1, scratch_for(k));
+  else
+    (in_out ? k.in_out_cols : k.linear_rows)(p, n0, n1, scratch_for(k));
+}
+
+// A batch's activations rounded to bf16 for "medium" precision: values as floats, and their bits.
+struct RoundedActivations {
+  const float* source;
+  std::vector<float> values;
+  std::vector<uint16_t> bits;
+  int64_t ld_bits;
+};
+
+const RoundedActivations& rounded(std::vector<RoundedActivations>& cache, const float* x, int64_t tokens, int64_t K) {
+  for (const RoundedActivations& r : cache)
+    if (r.source == x && int64_t(r.values.size()) == tokens * K) return r;
+  RoundedActivations r{x, std::vector<float>(tokens * K), {}, (K + 1) / 2 * 2};
+  r.bits.assign(tokens * r.ld_bits, 0);
+  for (int64_t t = 0; t < tokens; t++)
+    for (int64_t i = 0; i < K; i++) {
+      const uint16_t b = f32_to_bf16(x[t * K + i]);
+      r.bits[t * r.ld_bits + i] = b;
+      r.values[t * K + i] = bf16_to_f32(b);
+    }
+  cache.push_back(std::move(r));
+  return cache.back();
 }
 
 void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
@@ -76,16 +121,30 @@ void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
     total += double(m.tokens) * double(m.w.rows) * double(m.w.cols);
   }
   const int64_t parts = std::min<int64_t>(num_threads(), std::max<int64_t>(1, int64_t(total / kMinMacsPerThread)));
+  std::vector<Product> products;
+  std::vector<RoundedActivations> rounded_cache;
+  rounded_cache.reserve(jobs.size());  // references into it stay valid
+  for (const MatmulJob& m : jobs) {
+    const int64_t K = m.in_out ? m.w.rows : m.w.cols, N = m.in_out ? m.w.cols : m.w.rows;
+    Product p{m.x, K, m.tokens, m.w, m.y, N};
+    if (g_medium_precision.load() && m.w.dtype == DType::BF16 && m.tokens > 0) {
+      const RoundedActivations& r = rounded(rounded_cache, m.x, m.tokens, K);
+      p.x = r.values.data();
+      p.x_bf16 = r.bits.data();
+      p.ldx_bf16 = r.ld_bits;
+    }
+    products.push_back(p);
+  }
   // Every thread takes its share of every product's columns (contiguous, in column units), so all threads do
   // the same mix of work (streaming nn.Linear rows, experts' rows, GEMMs) and reach the end together.
   pool()->parallel_for(parts, [&](int64_t part0, int64_t part1) {
     for (int64_t part = part0; part < part1; part++)
-      for (const MatmulJob& m : jobs) {
-        const int64_t K = m.in_out ? m.w.rows : m.w.cols, N = m.in_out ? m.w.cols : m.w.rows;
+      for (size_t j = 0; j < jobs.size(); j++) {
+        const int64_t N = products[j].ldy;
         const int64_t units = (N + k.column_unit - 1) / k.column_unit;
         const int64_t c0 = std::min(N, units * part / parts * k.column_unit);
         const int64_t c1 = std::min(N, units * (part + 1) / parts * k.column_unit);
-        if (m.tokens > 0 && c0 < c1) product_columns(k, Product{m.x, K, m.tokens, m.w, m.y, N}, m.in_out, c0, c1);
+        if (jobs[j].tokens > 0 && c0 < c1) product_columns(k, products[j], jobs[j].in_out, c0, c1);
       }
   });
 }
@@ -98,6 +157,14 @@ std::vector<std::string> available_kernels() {
   return names;
 }
 const char* simd_name() { return active().name; }
+
+void set_matmul_precision(const std::string& precision) {
+  if (precision != "highest" && precision != "high" && precision != "medium")
+    throw std::runtime_error("matmul precision must be \"highest\", \"high\" or \"medium\", got \"" + precision + "\"");
+  g_medium_precision.store(precision == "medium");
+}
+
+const char* matmul_precision() { return g_medium_precision.load() ? "medium" : "highest"; }
 
 void linear_serial(const Product& p, int64_t n0, int64_t n1) {
   check_compute_dtype(p.w);

@@ -33,6 +33,10 @@ struct Product {
   float* y;
   int64_t ldy;
   bool accumulate = false;  // [in, out] weights only: y += x . W, continuing each output's sum in order
+  // At "medium" matmul precision with bf16 weights: x is already rounded to bf16, and these are its bits
+  // (rows ldx_bf16 apart, an even number, zero-padded), for the AVX512_BF16 kernels.
+  const uint16_t* x_bf16 = nullptr;
+  int64_t ldx_bf16 = 0;
 };
 
 // Element types the kernels are instantiated for (bf16 and f16 are both 16-bit patterns).
@@ -53,10 +57,17 @@ struct KernelTable {
   void (*in_out_cols)(const Product& p, int64_t n0, int64_t n1, float* scratch);
 };
 
+// Kernels for bf16 weights at "medium" precision (Product::x_bf16 set), where the CPU has AVX512_BF16.
+struct Bf16Kernels {
+  void (*linear_rows)(const Product& p, int64_t n0, int64_t n1, float* scratch);
+  void (*in_out_cols)(const Product& p, int64_t n0, int64_t n1, float* scratch);
+};
+
 const KernelTable& scalar_kernels();
 #if defined(__x86_64__)
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
+Bf16Kernels avx512_bf16_kernels();
 #endif
 
 // The kernel sets this CPU can run, best first ("avx512", "avx2", "scalar"). LLAMA4_TS_KERNELS=<name>
@@ -64,6 +75,13 @@ const KernelTable& avx512_kernels();
 std::vector<std::string> available_kernels();
 // Name of the kernel set in use.
 const char* simd_name();
+
+// The precision of products with bf16 weights, as torch.set_float32_matmul_precision names it: "highest"
+// (the default; also "high") computes them in f32 on the exact weights; "medium" rounds the activations to
+// bf16 first, as llama.cpp and torch's bf16 matmuls do, and runs many-token products on the CPU's bf16 dot
+// products (AVX512_BF16) where it has them, about twice the f32 rate. Process-wide.
+void set_matmul_precision(const std::string& precision);
+const char* matmul_precision();
 
 // y[t, o] = bias[o] + sum_i x[t, i] * W[o, i]: nn.Linear with W [out, in]. bias may be null.
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y);
