@@ -21,6 +21,7 @@ struct Avx2 {
   static V broadcast(float v) { return _mm256_set1_ps(v); }
   static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
   static float fma1(float a, float b, float acc) { return __builtin_fmaf(a, b, acc); }  // one rounding, as the vector fma
+  static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T0); }
   static float hsum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

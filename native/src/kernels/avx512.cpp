@@ -21,6 +21,7 @@ struct Avx512 {
   static V broadcast(float v) { return _mm512_set1_ps(v); }
   static V fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
   static float fma1(float a, float b, float acc) { return __builtin_fmaf(a, b, acc); }  // one rounding, as the vector fma
+  static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T0); }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
   template <class T>
   struct Widen;

@@ -7,7 +7,7 @@
 // function template is used here.
 //
 // S provides: V (a vector of S::kLanes floats), zero(), load(), store(), broadcast(), fma(a, b, acc) = a*b+acc,
-// fma1() (the same on one float, rounded as the vector one), hsum(), Widen<T>::load / load1 turning kLanes
+// fma1() (the same on one float, rounded as the vector one), hsum(), prefetch(), Widen<T>::load / load1 turning kLanes
 // (or one) weights of element type T into floats, and its register blocking (see below).
 //
 // Summation order is part of the contract: every output is accumulated in the same order whatever the
@@ -166,15 +166,20 @@ struct Kernels {
   // y[MR tokens][kPanel columns] = (y if `resume`, else 0) + x[MR][kc] . w[kc][kPanel] (rows of w ldw apart,
   // widened in registers: each weight vector serves MR tokens). Resuming from y keeps each output one fma
   // chain across depth blocks.
+  // `next`, when not null, is the next panel's first row: its rows are fetched into cache meanwhile (a
+  // panel's rows are a row stride apart, beyond the hardware prefetchers' reach).
   template <class WT, int MR>
   static void micro(const float* x, int64_t ldx, const WT* w, int64_t ldw, int64_t kc, float* y, int64_t ldy,
-                    bool resume) {
+                    bool resume, const WT* next) {
     using WW = typename S::template Widen<WT>;
     constexpr int NV = S::kPanelVectors;
     V acc[MR][NV];
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NV; j++) acc[i][j] = resume ? S::load(y + i * ldy + j * L) : S::zero();
     for (int64_t k = 0; k < kc; k++) {
+      if (next)
+        for (int64_t byte = 0; byte < kPanel * int64_t(sizeof(WT)); byte += 64)
+          S::prefetch(reinterpret_cast<const char*>(next + k * ldw) + byte);
       V b[NV];
       for (int j = 0; j < NV; j++) b[j] = WW::load(w + k * ldw + j * L);
       for (int i = 0; i < MR; i++) {
@@ -188,11 +193,11 @@ struct Kernels {
 
   template <class WT, int MR>
   static void micro_rows(int64_t mr, const float* x, int64_t ldx, const WT* w, int64_t ldw, int64_t kc, float* y,
-                         int64_t ldy, bool resume) {
+                         int64_t ldy, bool resume, const WT* next = nullptr) {
     if constexpr (MR > 1) {
-      if (mr < MR) return micro_rows<WT, MR - 1>(mr, x, ldx, w, ldw, kc, y, ldy, resume);
+      if (mr < MR) return micro_rows<WT, MR - 1>(mr, x, ldx, w, ldw, kc, y, ldy, resume, next);
     }
-    micro<WT, MR>(x, ldx, w, ldw, kc, y, ldy, resume);
+    micro<WT, MR>(x, ldx, w, ldw, kc, y, ldy, resume, next);
   }
 
   // Depth in blocks of kDepthBlock (a block of kPanel weight columns stays in L1 while every token passes);
@@ -209,7 +214,8 @@ struct Kernels {
       for (int64_t c = n0; c < full_end; c += kPanel)
         for (int64_t t0 = 0; t0 < p.tokens; t0 += S::kRows)
           micro_rows<T, S::kRows>(min_of<int64_t>(S::kRows, p.tokens - t0), p.x + t0 * p.ldx + k0, p.ldx,
-                                  w + k0 * ldw + c, ldw, kc, p.y + t0 * p.ldy + c, p.ldy, resume);
+                                  w + k0 * ldw + c, ldw, kc, p.y + t0 * p.ldy + c, p.ldy, resume,
+                                  t0 == 0 && c + kPanel < full_end ? w + k0 * ldw + c + kPanel : nullptr);
       if (ragged == 0) continue;
       for (int64_t k = 0; k < kc; k++)
         for (int64_t j = 0; j < kPanel; j++) panel[k * kPanel + j] = j < ragged ? W::load1(w + (k0 + k) * ldw + full_end + j) : 0.0f;

@@ -17,6 +17,7 @@ struct Scalar {
   static V broadcast(float v) { return v; }
   static V fma(V a, V b, V acc) { return acc + a * b; }
   static float fma1(float a, float b, float acc) { return acc + a * b; }
+  static void prefetch(const char*) {}
   static float hsum(V v) { return v; }
   template <class T>
   struct Widen;
