@@ -1,53 +1,150 @@
-// `npm run bench`: llama4-ts vs transformers (PyTorch, CPU) on the same Scout-shaped random checkpoint.
-// Needs python3 with torch + transformers (to write the checkpoint and for the reference timings).
-// Flags: --threads N (default: all cores), --prompt-tokens N (128), --new-tokens N (32), --repeats N (3).
+// `npm run bench`: llama4-ts vs llama.cpp (and optionally transformers) on the same random Llama 4 checkpoints,
+// same thread count, same run. See bench/README.md for what each number means.
+//
+// Needs python3 with torch + transformers (to write the checkpoints and convert them to GGUF), cmake and a C/C++
+// compiler (llama.cpp and the bandwidth probe are built once into bench/.cache).
+// Flags: --threads N (default: all cores), --shape large-vocab|moe|all (all), --repeats N (3),
+//        --prompt-tokens N (512), --new-tokens N (64), --torch (add transformers bf16/f32 rows),
+//        --check-f32 (also compare greedy tokens with llama.cpp on an f32 GGUF; converts it once).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { availableParallelism } from "node:os";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CACHE = join(HERE, ".cache");
+const LLAMA_CPP_VERSION = "0.3.36"; // llama-cpp-python sdist that vendors the baseline (bench/setup_llama_cpp.sh)
+const LLAMA_CPP_SRC = join(CACHE, "llama.cpp", `llama_cpp_python-${LLAMA_CPP_VERSION}`);
+const LLAMA_CPP_TREE = join(LLAMA_CPP_SRC, "vendor", "llama.cpp");
+const LLAMA_CPP_BIN = join(CACHE, "llama.cpp", "build", "bin");
+const BANDWIDTH_BIN = join(CACHE, "bandwidth");
 // Bump the suffix when make_scout_like.py changes, so a stale cached checkpoint is not reused.
-const MODEL_DIR = join(CACHE, "scout-like-v2");
+const CHECKPOINT_VERSION = "v1";
+const SHAPES = ["large-vocab", "moe"];
+// Short text prompt for the greedy cross-check against llama.cpp (llama-simple takes text, not ids).
+const CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time";
+const CHECK_TOKENS = 32;
+
+const USAGE =
+  "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--repeats N] [--prompt-tokens N] " +
+  "[--new-tokens N] [--torch] [--check-f32]";
 
 function parseArgs(argv) {
-  const opts = { threads: availableParallelism(), promptTokens: 128, newTokens: 32, repeats: 3 };
-  const names = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats" };
+  const opts = { threads: availableParallelism(), shapes: SHAPES, repeats: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false };
+  const numeric = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats" };
+  const fail = (arg) => {
+    console.error(`${USAGE} (bad: ${arg})`);
+    process.exit(2);
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.split("=", 2);
-    const key = names[flag];
-    const value = Number(inline ?? argv[++i]);
-    if (!key || !Number.isInteger(value) || value < 1) {
-      console.error(`usage: node bench/run.mjs [--threads N] [--prompt-tokens N] [--new-tokens N] [--repeats N] (bad: ${arg})`);
-      process.exit(2);
+    if (flag === "--torch" && inline === undefined) {
+      opts.torch = true;
+    } else if (flag === "--check-f32" && inline === undefined) {
+      opts.checkF32 = true;
+    } else if (flag === "--shape") {
+      const value = inline ?? argv[++i];
+      if (value === "all") opts.shapes = SHAPES;
+      else if (SHAPES.includes(value)) opts.shapes = [value];
+      else fail(arg);
+    } else if (numeric[flag]) {
+      const value = Number(inline ?? argv[++i]);
+      if (!Number.isInteger(value) || value < 1) fail(arg);
+      opts[numeric[flag]] = value;
+    } else {
+      fail(arg);
     }
-    opts[key] = value;
   }
   return opts;
 }
 
-function python(args, what) {
-  const r = spawnSync("python3", args, { encoding: "utf8", maxBuffer: 64 << 20 });
+function run(cmd, args, what, { inherit = false } = {}) {
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, stdio: inherit ? "inherit" : "pipe" });
   if (r.status !== 0) {
-    process.stderr.write(r.stderr ?? "");
-    throw new Error(`${what} failed (python3 ${args.join(" ")}): ${r.error?.message ?? `exit ${r.status}`}`);
+    if (!inherit) process.stderr.write(r.stderr ?? "");
+    throw new Error(`${what} failed (${cmd} ${args.join(" ")}): ${r.error?.message ?? `exit ${r.status}`}`);
   }
   return r.stdout;
 }
 
-function ensureCheckpoint() {
-  if (existsSync(join(MODEL_DIR, "config.json"))) return;
-  console.log(`writing the benchmark checkpoint to ${MODEL_DIR} (once, ~1.3 GB)...`);
-  // Write to a temp dir and rename, so an interrupted run never leaves a half checkpoint behind.
-  const tmp = `${MODEL_DIR}.tmp`;
+// Writes to a temp path and renames, so an interrupted run never leaves a half-written artifact behind.
+function buildOnce(path, what, write) {
+  if (existsSync(path)) return;
+  console.log(`${what} (once)...`);
+  const tmp = `${path}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(CACHE, { recursive: true });
-  console.log(python([join(HERE, "make_scout_like.py"), tmp], "writing the checkpoint").trim());
-  renameSync(tmp, MODEL_DIR);
+  write(tmp);
+  renameSync(tmp, path);
+}
+
+function ensureLlamaCpp() {
+  const bins = ["llama-bench", "llama-simple"].map((b) => join(LLAMA_CPP_BIN, b));
+  if (bins.every(existsSync)) return;
+  console.log("building the llama.cpp baseline (once; takes a while)...");
+  run("bash", [join(HERE, "setup_llama_cpp.sh")], "building llama.cpp", { inherit: true });
+}
+
+function ensureBandwidthProbe() {
+  const src = join(HERE, "bandwidth.c");
+  if (existsSync(BANDWIDTH_BIN) && statSync(BANDWIDTH_BIN).mtimeMs > statSync(src).mtimeMs) return;
+  mkdirSync(CACHE, { recursive: true });
+  run("cc", ["-O3", "-march=native", "-pthread", "-o", BANDWIDTH_BIN, src], "compiling the bandwidth probe");
+}
+
+function measureBandwidth(threads) {
+  return JSON.parse(run(BANDWIDTH_BIN, [String(threads), "2048", "20"], "bandwidth probe").trim());
+}
+
+function ensureShape(shape, opts) {
+  const dir = join(CACHE, `${shape}-${CHECKPOINT_VERSION}`);
+  buildOnce(dir, `writing the ${shape} checkpoint`, (tmp) =>
+    console.log(run("python3", [join(HERE, "make_scout_like.py"), "--shape", shape, tmp], "writing the checkpoint").trim()));
+  const gguf = (type) => {
+    const path = `${dir}.${type}.gguf`;
+    buildOnce(path, `converting the ${shape} checkpoint to a ${type} GGUF`, (tmp) =>
+      run("python3", [join(HERE, "convert_to_gguf.py"), LLAMA_CPP_TREE, dir, tmp, type], "GGUF conversion"));
+    return path;
+  };
+  return { dir, gguf: gguf("bf16"), ggufF32: opts.checkF32 ? gguf("f32") : null };
+}
+
+// Greedy continuation of CHECK_PROMPT by llama-simple, compared with ours by decoded text prefix.
+function llamaGreedySame(gguf, ours) {
+  const text = run(join(LLAMA_CPP_BIN, "llama-simple"), ["-m", gguf, "-n", String(CHECK_TOKENS), CHECK_PROMPT], "llama-simple");
+  let same = 0;
+  // A prefix that ends inside a multi-byte character decodes to U+FFFD; compare without it.
+  while (same < ours.check.tokens.length && text.startsWith(ours.check.texts[same + 1].replace(/\uFFFD+$/, ""))) same++;
+  return { text, same_tokens: same, of: ours.check.tokens.length };
+}
+
+// Parameters read from memory to decode one token, from the config: every matrix a token passes through
+// (attention, router, shared expert, its top-k routed experts, norms, lm_head) plus its embedding row.
+function paramsPerToken(c) {
+  const h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const attention = h * q + 2 * h * kv + q * h;
+  const moeLayers = new Set(c.moe_layers);
+  const parts = { attention: 0, router: 0, shared_expert: 0, routed_experts: 0, dense_mlp: 0, norms: h, lm_head: h * c.vocab_size, embedding_row: h };
+  let allExperts = 0;
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    parts.attention += attention;
+    parts.norms += 2 * h;
+    if (moeLayers.has(l)) {
+      parts.router += h * c.num_local_experts;
+      parts.shared_expert += 3 * h * c.intermediate_size;
+      parts.routed_experts += c.num_experts_per_tok * 3 * h * c.intermediate_size;
+      allExperts += c.num_local_experts * 3 * h * c.intermediate_size;
+    } else {
+      parts.dense_mlp += 3 * h * c.intermediate_size_mlp;
+    }
+  }
+  const perToken = Object.values(parts).reduce((a, b) => a + b, 0);
+  // Everything stored: the whole embedding table and all routed experts instead of one row and top-k.
+  const total = perToken - parts.embedding_row + h * c.vocab_size - parts.routed_experts + allExperts;
+  return { parts, perToken, allExperts, total };
 }
 
 // Deterministic prompt (mulberry32), so every engine and every run sees the same ids.
@@ -69,7 +166,10 @@ function argmaxLast(logits) {
   return best;
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 function loadSdk() {
   const require = createRequire(import.meta.url);
@@ -80,11 +180,26 @@ function loadSdk() {
   }
 }
 
-async function benchOurs(sdk, ids, opts) {
+async function greedy(model, ids, n, eos = new Set()) {
+  let out = await model.forward({ input_ids: [ids], use_cache: true, logits_to_keep: 1 });
+  const tokens = [];
+  for (let i = 0; i < n; i++) {
+    const tok = argmaxLast(out.logits);
+    if (eos.has(tok)) break;
+    tokens.push(tok);
+    if (i + 1 < n) out = await model.forward({ input_ids: [[tok]], past_key_values: out.past_key_values, logits_to_keep: 1 });
+  }
+  return tokens;
+}
+
+// precision: torch.set_float32_matmul_precision's "highest" (f32 math on the bf16 weights) or "medium"
+// (activations rounded to bf16 for products with bf16 weights, as llama.cpp computes them).
+async function benchOurs(sdk, dir, config, ids, opts, precision) {
+  sdk.torch.set_float32_matmul_precision(precision);
   const t0 = performance.now();
-  const model = await sdk.Llama4ForCausalLM.from_pretrained(MODEL_DIR, { dtype: "auto" });
+  const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, { dtype: "auto" });
   const loadS = (performance.now() - t0) / 1000;
-  const run = async () => {
+  const once = async () => {
     let t = performance.now();
     let out = await model.forward({ input_ids: [ids], use_cache: true, logits_to_keep: 1 });
     const prefillS = (performance.now() - t) / 1000;
@@ -97,13 +212,26 @@ async function benchOurs(sdk, ids, opts) {
     }
     return { prefillS, decodeS: (performance.now() - t) / 1000, tokens };
   };
-  await run(); // warm-up: page in the mapped weights, size the scratch buffers
+  await once(); // warm-up: page in the mapped weights, size the scratch buffers
   const runs = [];
-  for (let i = 0; i < opts.repeats; i++) runs.push(await run());
+  for (let i = 0; i < opts.repeats; i++) runs.push(await once());
+
+  // Greedy continuation of a short text prompt, compared with llama.cpp's below.
+  const tokenizer = await sdk.AutoTokenizer.from_pretrained(dir);
+  const checkIds = tokenizer.encode(CHECK_PROMPT);
+  const eos = new Set([config.eos_token_id].flat());
+  const checkTokens = await greedy(model, checkIds, CHECK_TOKENS, eos);
+  // Text after each generated token: llama-simple prints text, so the comparison is on decoded prefixes.
+  const checkTexts = [];
+  for (let k = 0; k <= checkTokens.length; k++) {
+    checkTexts.push(tokenizer.decode([...checkIds, ...checkTokens.slice(0, k)], { skip_special_tokens: false }));
+  }
+
   const prefill = runs.map((r) => ids.length / r.prefillS);
   const decode = runs.map((r) => opts.newTokens / r.decodeS);
   return {
-    name: "llama4-ts (bf16 weights, f32 math)",
+    name: precision === "highest" ? "llama4-ts (bf16 weights, f32 math)" : "llama4-ts (bf16 weights and activations: matmul precision medium)",
+    matmul_precision: precision,
     threads: sdk.getNumThreads(),
     load_s: loadS,
     prefill_tok_s: median(prefill),
@@ -111,15 +239,44 @@ async function benchOurs(sdk, ids, opts) {
     prefill_runs: prefill,
     decode_runs: decode,
     tokens: runs.at(-1).tokens,
+    check: { prompt: CHECK_PROMPT, prompt_ids: checkIds, tokens: checkTokens, texts: checkTexts },
   };
 }
 
-function benchTorch(dtype, idsPath, opts) {
-  const out = python(
-    [join(HERE, "torch_bench.py"), MODEL_DIR, idsPath, "--dtype", dtype, "--threads", String(opts.threads),
+function llamaBench(gguf, args, opts) {
+  const out = run(join(LLAMA_CPP_BIN, "llama-bench"),
+    ["-m", gguf, "-t", String(opts.threads), "-r", String(opts.repeats), "-o", "json", ...args], "llama-bench");
+  const rows = JSON.parse(out);
+  if (rows.length !== 1) throw new Error(`llama-bench returned ${rows.length} results, expected 1`);
+  return rows[0];
+}
+
+function benchLlamaCpp(gguf, ours, opts) {
+  // Prefill: pp<P> on an empty cache. Decode: tg<N> after a <P>-token context (-d), the same positions
+  // llama4-ts decodes at. llama-bench runs its own warm-up before the timed repetitions.
+  const pp = llamaBench(gguf, ["-p", String(opts.promptTokens), "-n", "0"], opts);
+  const tg = llamaBench(gguf, ["-p", "0", "-n", String(opts.newTokens), "-d", String(opts.promptTokens)], opts);
+  return {
+    name: "llama.cpp (bf16)",
+    threads: tg.n_threads,
+    build: `${tg.build_commit} (build ${tg.build_number})`,
+    settings: { type_k: tg.type_k, type_v: tg.type_v, flash_attn: { "-1": "auto", 0: "off", 1: "on" }[tg.flash_attn] ?? tg.flash_attn,
+      n_batch: pp.n_batch, n_ubatch: pp.n_ubatch },
+    prefill_tok_s: median(pp.samples_ts),
+    decode_tok_s: median(tg.samples_ts),
+    prefill_runs: pp.samples_ts,
+    decode_runs: tg.samples_ts,
+    llama_bench: { pp, tg },
+    // llama-simple echoes the prompt (with <|begin_of_text|>) and prints the continuation.
+    check: llamaGreedySame(gguf, ours),
+  };
+}
+
+function benchTorch(dir, dtype, idsPath, opts) {
+  const out = run("python3",
+    [join(HERE, "torch_bench.py"), dir, idsPath, "--dtype", dtype, "--threads", String(opts.threads),
       "--new-tokens", String(opts.newTokens), "--repeats", String(opts.repeats)],
-    `torch ${dtype} benchmark`,
-  );
+    `torch ${dtype} benchmark`);
   return JSON.parse(out.trim().split("\n").at(-1));
 }
 
@@ -129,61 +286,142 @@ function sameTokens(a, b) {
   return n;
 }
 
+function markdownTable(rows, leftColumns = 1) {
+  const widths = rows[0].map((_, j) => Math.max(3, ...rows.map((row) => row[j].length)));
+  const line = (row) => `| ${row.map((cell, j) => (j < leftColumns ? cell.padEnd(widths[j]) : cell.padStart(widths[j]))).join(" | ")} |`;
+  const rule = `| ${widths.map((w, j) => (j < leftColumns ? "-".repeat(w) : `${"-".repeat(w - 1)}:`)).join(" | ")} |`;
+  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join("\n");
+}
+
+const gb = (bytes) => `${(bytes / 1e9).toFixed(2)} GB`;
+const dirBytes = (dir) => readdirSync(dir).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  ensureCheckpoint();
-  const config = JSON.parse(readFileSync(join(MODEL_DIR, "config.json"), "utf8"));
-  const bytes = readdirSync(MODEL_DIR).reduce((s, f) => s + statSync(join(MODEL_DIR, f)).size, 0);
-  const ids = promptIds(opts.promptTokens, config.vocab_size);
-  const idsPath = join(CACHE, "prompt-ids.json");
-  writeFileSync(idsPath, JSON.stringify(ids));
+  ensureLlamaCpp();
+  ensureBandwidthProbe();
+  const paths = Object.fromEntries(opts.shapes.map((s) => [s, ensureShape(s, opts)]));
 
   const sdk = loadSdk();
   sdk.setNumThreads(opts.threads);
-  console.log(`timing llama4-ts, torch bfloat16, torch float32 (${opts.threads} threads)...`);
-  const ours = await benchOurs(sdk, ids, opts);
-  // Torch runs after ours, in child processes, so the engines never compete for cores.
-  const torchRuns = ["bfloat16", "float32"].map((d) => benchTorch(d, idsPath, opts));
+  // Other work on the machine skews every number below; say so rather than report it silently.
+  const loadAtStart = loadavg()[0];
+  if (loadAtStart > 0.5) console.warn(`warning: load average ${loadAtStart.toFixed(2)} before the run; the machine is not idle`);
+  // Probed alone, before the first shape and after each (the engines run alone too). The roofline uses the
+  // best pass: other work on the machine or the host can slow a pass but never speed it up.
+  const probes = [measureBandwidth(opts.threads)];
 
-  const noRope = config.no_rope_layers.map((use, i) => (use ? null : i)).filter((i) => i !== null);
-  const facts = {
+  const shapes = [];
+  for (const shape of opts.shapes) {
+    const { dir } = paths[shape];
+    const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    const ids = promptIds(opts.promptTokens, config.vocab_size);
+    const idsPath = join(CACHE, "prompt-ids.json");
+    writeFileSync(idsPath, JSON.stringify(ids));
+
+    const engines = ["llama4-ts (highest and medium matmul precision)", "llama.cpp", ...(opts.torch ? ["torch bfloat16", "torch float32"] : [])];
+    console.log(`${shape}: timing ${engines.join(", ")} (${opts.threads} threads)...`);
+    // One engine at a time, each in turn, so they never compete for cores.
+    const ours = await benchOurs(sdk, dir, config, ids, opts, "highest");
+    const oursMedium = await benchOurs(sdk, dir, config, ids, opts, "medium");
+    sdk.torch.set_float32_matmul_precision("highest");
+    const llama = benchLlamaCpp(paths[shape].gguf, ours, opts);
+    const torchRuns = opts.torch ? ["bfloat16", "float32"].map((d) => benchTorch(dir, d, idsPath, opts)) : [];
+
+    const { parts, perToken, allExperts, total: nParams } = paramsPerToken(config);
+    const bytesPerToken = 2 * perToken; // bf16
+
+    shapes.push({
+      shape,
+      checkpoint: { hf_bytes: dirBytes(dir), gguf_bytes: statSync(paths[shape].gguf).size, n_params: nParams },
+      config: {
+        vocab_size: config.vocab_size, hidden_size: config.hidden_size, num_hidden_layers: config.num_hidden_layers,
+        num_attention_heads: config.num_attention_heads, num_key_value_heads: config.num_key_value_heads,
+        head_dim: config.head_dim, intermediate_size: config.intermediate_size, num_local_experts: config.num_local_experts,
+        num_experts_per_tok: config.num_experts_per_tok, moe_layers: config.moe_layers,
+        nope_layers: config.no_rope_layers.map((use, i) => (use ? null : i)).filter((i) => i !== null),
+        rope_parameters: config.rope_parameters, attention_chunk_size: config.attention_chunk_size,
+      },
+      per_token: {
+        params: perToken, bytes_bf16: bytesPerToken, params_by_part: parts,
+        experts_share_of_weights: allExperts / nParams, lm_head_share_of_bytes: parts.lm_head / perToken,
+      },
+      results: [ours, oursMedium, llama, ...torchRuns],
+    });
+    probes.push(measureBandwidth(opts.threads));
+  }
+  const bandwidth = {
+    threads: opts.threads, buffer_mib: probes[0].buffer_mib, passes: probes.length * probes[0].passes,
+    best_gb_s: Math.max(...probes.map((p) => p.best_gb_s)), median_gb_s: median(probes.map((p) => p.median_gb_s)), probes,
+  };
+  // Two rooflines: at the best probe pass (what the memory can do) and at the median one (what it usually
+  // did during the run; the host's memory bandwidth changes from minute to minute).
+  for (const s of shapes) {
+    s.per_token.roofline_decode_tok_s = (bandwidth.best_gb_s * 1e9) / s.per_token.bytes_bf16;
+    s.per_token.roofline_median_decode_tok_s = (bandwidth.median_gb_s * 1e9) / s.per_token.bytes_bf16;
+    for (const r of s.results) {
+      r.decode_roofline_fraction = r.decode_tok_s / s.per_token.roofline_decode_tok_s;
+      r.decode_median_roofline_fraction = r.decode_tok_s / s.per_token.roofline_median_decode_tok_s;
+    }
+  }
+
+  // After all timings: loading an f32 GGUF doubles the page cache footprint and could evict the bf16 weights.
+  for (const s of shapes) {
+    if (paths[s.shape].ggufF32) s.results[2].check_f32 = llamaGreedySame(paths[s.shape].ggufF32, s.results[0]);
+  }
+
+  const result = {
     date: new Date().toISOString(),
     threads: opts.threads,
-    simd: sdk.simdKernels(),
+    cpu: cpus()[0]?.model ?? "unknown",
     node: process.version,
-    torch: torchRuns[0].torch,
-    transformers: torchRuns[0].transformers,
-    checkpoint_gb: bytes / 1e9,
-    config: {
-      vocab_size: config.vocab_size, hidden_size: config.hidden_size, num_hidden_layers: config.num_hidden_layers,
-      num_attention_heads: config.num_attention_heads, num_key_value_heads: config.num_key_value_heads,
-      head_dim: config.head_dim, intermediate_size: config.intermediate_size, num_local_experts: config.num_local_experts,
-      num_experts_per_tok: config.num_experts_per_tok, moe_layers: config.moe_layers, nope_layers: noRope,
-    },
+    llama4_ts_simd: sdk.simdKernels(),
+    llama_cpp: { build: shapes[0].results[2].build, llama_cpp_python_sdist: LLAMA_CPP_VERSION, ...shapes[0].results[2].settings },
+    torch: shapes[0].results[3] ? { torch: shapes[0].results[3].torch, transformers: shapes[0].results[3].transformers } : null,
+    bandwidth,
+    load_average: { start: loadAtStart, end: loadavg()[0] },
     prompt_tokens: opts.promptTokens,
     new_tokens: opts.newTokens,
     repeats: opts.repeats,
+    shapes,
   };
 
-  const c = facts.config;
   console.log();
-  console.log(`checkpoint  ${facts.checkpoint_gb.toFixed(2)} GB bf16: vocab ${c.vocab_size}, hidden ${c.hidden_size}, ${c.num_hidden_layers} layers ` +
-    `(MoE ${JSON.stringify(c.moe_layers)}: ${c.num_local_experts} experts, top-${c.num_experts_per_tok} + shared, ffn ${c.intermediate_size}), ` +
-    `${c.num_attention_heads} q / ${c.num_key_value_heads} kv heads x ${c.head_dim}, NoPE layers ${JSON.stringify(noRope)}`);
-  console.log(`machine     ${facts.threads} threads, llama4-ts SIMD ${facts.simd}, node ${facts.node}, torch ${facts.torch}, transformers ${facts.transformers}`);
-  console.log(`workload    ${opts.promptTokens}-token prefill, then ${opts.newTokens} greedy decode steps; median of ${opts.repeats} after a warm-up`);
-  console.log();
-  const rows = [["engine", "prefill tok/s", "decode tok/s", "llama4-ts / this (prefill)", "llama4-ts / this (decode)", "greedy = llama4-ts"]];
-  for (const r of [ours, ...torchRuns]) {
-    const same = r === ours ? "-" : `${sameTokens(ours.tokens, r.tokens)}/${opts.newTokens}`;
-    rows.push([r.name, r.prefill_tok_s.toFixed(1), r.decode_tok_s.toFixed(2),
-      r === ours ? "-" : `${(ours.prefill_tok_s / r.prefill_tok_s).toFixed(2)}x`,
-      r === ours ? "-" : `${(ours.decode_tok_s / r.decode_tok_s).toFixed(2)}x`, same]);
+  console.log(`machine     ${result.cpu}, ${opts.threads} threads, streaming read ${bandwidth.best_gb_s.toFixed(1)} GB/s ` +
+    `(best of ${bandwidth.passes} passes over ${bandwidth.buffer_mib} MiB around the engines; ` +
+    `medians ${probes.map((p) => p.median_gb_s.toFixed(1)).join(", ")})`);
+  console.log(`engines     llama4-ts SIMD ${result.llama4_ts_simd}, node ${result.node}; llama.cpp ${result.llama_cpp.build} ` +
+    `(KV ${result.llama_cpp.type_k}/${result.llama_cpp.type_v}, flash_attn ${result.llama_cpp.flash_attn})` +
+    (result.torch ? `; torch ${result.torch.torch}, transformers ${result.torch.transformers}` : ""));
+  console.log(`workload    ${opts.promptTokens}-token prefill; ${opts.newTokens} greedy decode steps after it; median of ${opts.repeats} after a warm-up`);
+  for (const s of shapes) {
+    const c = s.config;
+    console.log();
+    console.log(`### ${s.shape}: ${(s.checkpoint.n_params / 1e9).toFixed(2)}B parameters (${gb(s.checkpoint.gguf_bytes)} GGUF bf16), ` +
+      `vocab ${c.vocab_size}, hidden ${c.hidden_size}, ${c.num_hidden_layers} layers, ${c.num_local_experts} experts ` +
+      `top-${c.num_experts_per_tok} + shared (ffn ${c.intermediate_size}), ${c.num_attention_heads} q / ${c.num_key_value_heads} kv heads x ${c.head_dim}, NoPE layers ${JSON.stringify(c.nope_layers)}`);
+    console.log(`decode reads ${(s.per_token.params / 1e6).toFixed(1)}M parameters = ${gb(s.per_token.bytes_bf16)} per token ` +
+      `(lm_head ${(100 * s.per_token.lm_head_share_of_bytes).toFixed(1)}%; experts are ${(100 * s.per_token.experts_share_of_weights).toFixed(1)}% of the weights): ` +
+      `roofline ${s.per_token.roofline_decode_tok_s.toFixed(1)} tok/s at ${bandwidth.best_gb_s.toFixed(1)} GB/s (best pass), ` +
+      `${s.per_token.roofline_median_decode_tok_s.toFixed(1)} tok/s at ${bandwidth.median_gb_s.toFixed(1)} GB/s (median)`);
+    console.log();
+    const [ours, , llama] = s.results;
+    const rows = [["engine", "prefill tok/s", "decode tok/s", "decode / roofline (median, best)", "prefill / llama.cpp", "decode / llama.cpp", "greedy = llama4-ts f32"]];
+    for (const r of s.results) {
+      let same = "-";
+      if (r === llama) same = `${r.check.same_tokens}/${r.check.of} (text)`;
+      else if (r !== ours) same = `${sameTokens(ours.tokens, r.tokens)}/${opts.newTokens}`;
+      rows.push([r.name, r.prefill_tok_s.toFixed(1), r.decode_tok_s.toFixed(2),
+        `${(100 * r.decode_median_roofline_fraction).toFixed(0)}%, ${(100 * r.decode_roofline_fraction).toFixed(0)}%`,
+        r === llama ? "-" : `${(r.prefill_tok_s / llama.prefill_tok_s).toFixed(2)}x`,
+        r === llama ? "-" : `${(r.decode_tok_s / llama.decode_tok_s).toFixed(2)}x`, same]);
+    }
+    console.log(markdownTable(rows));
+    if (llama.check_f32) {
+      console.log(`\ngreedy on the f32 GGUF: llama.cpp = llama4-ts for ${llama.check_f32.same_tokens}/${llama.check_f32.of} tokens`);
+    }
   }
-  const widths = rows[0].map((_, j) => Math.max(...rows.map((row) => row[j].length)));
-  for (const row of rows) console.log(row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]) : cell.padStart(widths[j]))).join("   "));
 
-  const result = { ...facts, results: [ours, ...torchRuns] };
   writeFileSync(join(CACHE, "last-result.json"), JSON.stringify(result, null, 2) + "\n");
   console.log(`\nwrote ${join(CACHE, "last-result.json")}`);
 }
