@@ -233,7 +233,9 @@ struct Kernels {
   }
 
   static void in_out_cols(const Product& p, int64_t n0, int64_t n1, float* scratch) {
-    if (p.tokens > 4) return gemm(p, n0, n1, scratch);
+    // Few columns (attention's values) or many tokens: accumulators stay in registers down the rows. Few
+    // tokens over many columns (decode's experts): rows of W stream in memory order. Same sums either way.
+    if (p.tokens > 4 || (p.tokens > 1 && n1 - n0 <= 4 * kPanel)) return gemm(p, n0, n1, scratch);
     for (int64_t c0 = n0; c0 < n1; c0 += kColumnChunk) {
       const int64_t c1 = min_of(n1, c0 + kColumnChunk);
       switch (p.tokens) {
