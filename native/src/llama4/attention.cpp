@@ -47,26 +47,27 @@ void apply_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const
 
 void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, const Step& s, const KVLayer* cached,
                const std::vector<float>& inv_freq, const float* h, std::vector<float>& k, std::vector<float>& v,
-               float* probs, ScratchMeter& meter, float* out) {
+               float* probs, Workspace& work, ScratchMeter& meter, float* out) {
   const int64_t nH = c.num_attention_heads, kvH = c.num_key_value_heads, D = c.head_dim;
-  std::vector<float> q(s.N * nH * D), attn(s.N * nH * D);
+  float* q = work.get(Workspace::kQuery, s.N * nH * D);
+  float* attn = work.get(Workspace::kContext, s.N * nH * D);
   k.resize(s.N * kvH * D);
   v.resize(s.N * kvH * D);
   // q, attn, and each thread's scores of one work item (below)
-  const size_t scratch = bytes_of(q) + bytes_of(attn) + size_t(num_threads()) * size_t(std::min<int64_t>(s.T, 32)) *
+  const size_t scratch = 2 * sizeof(float) * size_t(s.N * nH * D) + size_t(num_threads()) * size_t(std::min<int64_t>(s.T, 32)) *
                                                             size_t(nH / kvH) * size_t(s.P + s.T) * sizeof(float);
   meter.hold(scratch);
 
-  matmul_batch({{h, s.N, w.q_proj, false, q.data()}, {h, s.N, w.k_proj, false, k.data()},
+  matmul_batch({{h, s.N, w.q_proj, false, q}, {h, s.N, w.k_proj, false, k.data()},
                 {h, s.N, w.v_proj, false, v.data()}});
-  add_bias(q.data(), w.q_bias, s.N);
+  add_bias(q, w.q_bias, s.N);
   add_bias(k.data(), w.k_bias, s.N);
   add_bias(v.data(), w.v_bias, s.N);
   if (c.use_rope[layer]) {
-    apply_rope(q.data(), s.N, nH, D, s.positions, inv_freq);
+    apply_rope(q, s.N, nH, D, s.positions, inv_freq);
     apply_rope(k.data(), s.N, kvH, D, s.positions, inv_freq);
     if (c.use_qk_norm) {  // Llama4TextL2Norm on RoPE layers only
-      rms_norm(q.data(), nullptr, q.data(), s.N * nH, D, float(c.rms_norm_eps));
+      rms_norm(q, nullptr, q, s.N * nH, D, float(c.rms_norm_eps));
       rms_norm(k.data(), nullptr, k.data(), s.N * kvH, D, float(c.rms_norm_eps));
     }
   } else if (c.attn_temperature_tuning) {
@@ -75,7 +76,7 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
     for (int64_t t = 0; t < s.T; t++) {
       float scale = std::log1p(std::floor((float(s.P + t) + 1.0f) / float(c.floor_scale))) * float(c.attn_scale) + 1.0f;
       for (int64_t b = 0; b < s.B; b++) {
-        float* qr = q.data() + (b * s.T + t) * nH * D;
+        float* qr = q + (b * s.T + t) * nH * D;
         for (int64_t i = 0; i < nH * D; i++) qr[i] *= scale;
       }
     }
@@ -102,7 +103,7 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
       for (int64_t g = 0; g < group; g++)
         for (int64_t t = t0; t < t1; t++) {
           const int64_t r = g * (t1 - t0) + (t - t0), head = kvh * group + g, qpos = s.P + t;
-          std::copy_n(q.data() + ((b * s.T + t) * nH + head) * D, D, qbuf.data() + r * D);
+          std::copy_n(q + ((b * s.T + t) * nH + head) * D, D, qbuf.data() + r * D);
           int64_t lo = 0;
           if (c.chunked[layer]) {  // keys in the same chunk as the query, chunks counted from the first real token
             const int64_t lp = s.left_padding[b];
@@ -134,10 +135,10 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
       for (int64_t g = 0; g < group; g++)
         for (int64_t t = t0; t < t1; t++)
           std::copy_n(obuf.data() + (g * (t1 - t0) + (t - t0)) * D, D,
-                      attn.data() + ((b * s.T + t) * nH + kvh * group + g) * D);
+                      attn + ((b * s.T + t) * nH + kvh * group + g) * D);
     }
   });
-  linear(attn.data(), s.N, w.o_proj, nullptr, out);
+  linear(attn, s.N, w.o_proj, nullptr, out);
   add_bias(out, w.o_bias, s.N);
   meter.release(scratch);
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "config.h"
@@ -39,15 +40,43 @@ class ScratchMeter {
 template <class T>
 size_t bytes_of(const std::vector<T>& v) { return v.size() * sizeof(T); }
 
+// Working buffers of the layers, kept from layer to layer and call to call: a fresh allocation per layer
+// would be zeroed and page-faulted in every time (a tenth of a prefill). One per model; its contents are
+// unspecified when handed out.
+class Workspace {
+ public:
+  enum Slot { kQuery, kContext, kRouterLogits, kExpertInput, kExpertGateUp, kExpertAct, kExpertOutput, kRouted,
+              kGate, kUp, kSlots };
+  float* get(Slot slot, size_t floats) {
+    if (capacity_[slot] < floats) {
+      buffers_[slot].reset(new float[floats]);
+      capacity_[slot] = floats;
+    }
+    return buffers_[slot].get();
+  }
+  // Frees buffers above `bytes` (a long prompt's), so they are not held while decoding.
+  void trim(size_t bytes) {
+    for (int s = 0; s < kSlots; s++)
+      if (capacity_[s] * sizeof(float) > bytes) {
+        buffers_[s].reset();
+        capacity_[s] = 0;
+      }
+  }
+
+ private:
+  std::unique_ptr<float[]> buffers_[kSlots];
+  size_t capacity_[kSlots] = {};
+};
+
 // Llama4TextAttention of layer `layer` on the normed hidden states h [N, H]: writes this call's keys and
 // values to k, v ([N, kv_heads, head_dim], before any cache), the o_proj output to out [N, H], and, when
 // probs is not null, the attention probabilities [B, heads, T, P+T].
 void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, const Step& s, const KVLayer* cached,
                const std::vector<float>& inv_freq, const float* h, std::vector<float>& k, std::vector<float>& v,
-               float* probs, ScratchMeter& meter, float* out);
+               float* probs, Workspace& work, ScratchMeter& meter, float* out);
 
 // Llama4TextMLP: down_proj(silu(gate_proj(x)) * up_proj(x)), x [tokens, H] -> out [tokens, H].
-void mlp(const MlpWeights& w, const float* x, int64_t tokens, ScratchMeter& meter, float* out);
+void mlp(const MlpWeights& w, const float* x, int64_t tokens, Workspace& work, ScratchMeter& meter, float* out);
 
 // What the router did, appended per MoE layer when asked for: logits [tokens, E] (before interventions),
 // chosen experts and their scores [tokens, top_k], best first.
@@ -61,6 +90,6 @@ struct RouterRecord {
 // run each expert once over its tokens, add the shared expert. expert_override: [E] of 0 (as routed),
 // -1 (never chosen), +1 (always chosen), or null. record may be null.
 void moe(const TextConfig& c, const MoeWeights& w, const float* h, int64_t tokens, const int8_t* expert_override,
-         RouterRecord* record, ScratchMeter& meter, float* out);
+         RouterRecord* record, Workspace& work, ScratchMeter& meter, float* out);
 
 }  // namespace l4

@@ -278,18 +278,19 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
     float* probs = attention_slot[layer] < 0 ? nullptr : result.attentions.data() + attention_slot[layer] * attention_block;
 
     rms_norm(x.data(), lw.input_layernorm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
-    attention(c, layer, lw.self_attn, s, cached, inv_freq_, h.data(), new_k[layer], new_v[layer], probs, meter,
-              branch.data());
+    attention(c, layer, lw.self_attn, s, cached, inv_freq_, h.data(), new_k[layer], new_v[layer], probs, workspace_,
+              meter, branch.data());
     meter.hold(bytes_of(new_k[layer]) + bytes_of(new_v[layer]));
     add_in_place(x.data(), branch.data(), s.N * H);
 
     rms_norm(x.data(), lw.post_attention_layernorm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
     if (lw.is_moe) {
       const int8_t* override = req.expert_override.empty() ? nullptr : req.expert_override.data() + layer * E;
-      moe(c, lw.moe, h.data(), s.N, override, req.output_router_logits ? &router : nullptr, meter, branch.data());
+      moe(c, lw.moe, h.data(), s.N, override, req.output_router_logits ? &router : nullptr, workspace_, meter,
+          branch.data());
       if (req.output_router_logits) result.moe_layers.push_back(int32_t(layer));
     } else {
-      mlp(lw.mlp, h.data(), s.N, meter, branch.data());
+      mlp(lw.mlp, h.data(), s.N, workspace_, meter, branch.data());
     }
     add_in_place(x.data(), branch.data(), s.N * H);
     if (keep_hidden && layer < L - 1) result.hidden_states.insert(result.hidden_states.end(), x.begin(), x.end());
@@ -310,6 +311,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   meter.hold(bytes_of(last) + bytes_of(result.logits) + bytes_of(result.hidden_states) + bytes_of(result.router_logits));
   result.scratch_peak_bytes = meter.peak();
   linear(last.data(), s.B * result.kept, weights_.lm_head, nullptr, result.logits.data());
+  workspace_.trim(64 << 20);  // a long prompt's buffers are not kept for the decode steps after it
   if (cancel.load()) throw CancelledError();
 
   // Commit the new keys/values: nothing above touched the cache, so a failed or cancelled call leaves it intact.

@@ -111,6 +111,7 @@ class TextModel {
   VisionConfig vision_config_;
   std::unique_ptr<VisionModel> vision_;  // null unless vision_config_ is usable
   std::vector<float> inv_freq_;
+  Workspace workspace_;  // used under busy_
   std::mutex busy_;
 };
 
