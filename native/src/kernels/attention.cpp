@@ -29,8 +29,10 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
       for (int64_t j = 0; j < n; j++) row[j] = 0.0f;
       continue;
     }
+    for (int64_t j = 0; j < n; j++) row[j] -= best;  // masked: -inf, whose e^x is 0
+    exp_in_place(row, n);
     float sum = 0;
-    for (int64_t j = 0; j < n; j++) sum += (row[j] = row[j] == minus_inf ? 0.0f : std::exp(row[j] - best));
+    for (int64_t j = 0; j < n; j++) sum += row[j];
     const float inv_sum = 1.0f / sum;
     for (int64_t j = 0; j < n; j++) row[j] *= inv_sum;
     if (a.probs)

@@ -22,6 +22,22 @@ struct Avx2 {
   static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
   static float fma1(float a, float b, float acc) { return __builtin_fmaf(a, b, acc); }  // one rounding, as the vector fma
   static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T0); }
+  // e^x: x = n ln2 + r, e^r by Cephes' expf polynomial, times 2^n through the exponent bits; 0 below -87.3
+  // (e^-inf = 0), NaN stays NaN.
+  static V exp(V x) {
+    const V lo = _mm256_set1_ps(-87.3365447f);
+    const V c = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.7228394f));
+    const V n = _mm256_round_ps(_mm256_mul_ps(c, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    V r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), c);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    V p = _mm256_set1_ps(1.9875691500e-4f);
+    for (float k : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+      p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(k));
+    p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    const __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const V e = _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(scale)), _mm256_cmp_ps(x, lo, _CMP_GE_OQ));
+    return _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  // NaN stays NaN
+  }
   static float hsum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

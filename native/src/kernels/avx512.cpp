@@ -22,6 +22,22 @@ struct Avx512 {
   static V fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
   static float fma1(float a, float b, float acc) { return __builtin_fmaf(a, b, acc); }  // one rounding, as the vector fma
   static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T0); }
+  // e^x: x = n ln2 + r, e^r by Cephes' expf polynomial, times 2^n through the exponent bits; 0 below -87.3
+  // (e^-inf = 0), NaN stays NaN.
+  static V exp(V x) {
+    const V lo = _mm512_set1_ps(-87.3365447f);
+    const V c = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.7228394f));
+    const V n = _mm512_roundscale_ps(_mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    V r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), c);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    V p = _mm512_set1_ps(1.9875691500e-4f);
+    for (float k : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+      p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(k));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    const __m512i scale = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    const V e = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), p, _mm512_castsi512_ps(scale));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), e, x);  // NaN stays NaN
+  }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
   template <class T>
   struct Widen;

@@ -7,7 +7,7 @@
 // function template is used here.
 //
 // S provides: V (a vector of S::kLanes floats), zero(), load(), store(), broadcast(), fma(a, b, acc) = a*b+acc,
-// fma1() (the same on one float, rounded as the vector one), hsum(), prefetch(), Widen<T>::load / load1 turning kLanes
+// fma1() (the same on one float, rounded as the vector one), hsum(), prefetch(), exp(), Widen<T>::load / load1 turning kLanes
 // (or one) weights of element type T into floats, and its register blocking (see below).
 //
 // Summation order is part of the contract: every output is accumulated in the same order whatever the
@@ -248,6 +248,20 @@ struct Kernels {
   }
 };
 
+// e^x in place; every element goes through S::exp (the tail padded into one vector), so an element's result
+// does not depend on where it sits in the row.
+template <class S>
+void exp_inplace(float* x, int64_t n) {
+  constexpr int64_t L = S::kLanes;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) S::store(x + i, S::exp(S::load(x + i)));
+  if (i == n) return;
+  float tail[L];
+  for (int64_t j = 0; j < L; j++) tail[j] = i + j < n ? x[i + j] : 0.0f;
+  S::store(tail, S::exp(S::load(tail)));
+  for (int64_t j = i; j < n; j++) x[j] = tail[j - i];
+}
+
 // The KernelTable of instruction set S.
 template <class S>
 KernelTable make_table(const char* name) {
@@ -255,6 +269,7 @@ KernelTable make_table(const char* name) {
   t.name = name;
   t.column_unit = Kernels<S, float>::kPanel;
   t.scratch_floats = kScratchFloats;
+  t.exp_inplace = exp_inplace<S>;
   t.linear_rows = [](const Product& p, int64_t n0, int64_t n1, float* scratch) {
     switch (p.w.dtype) {
       case DType::F32: return Kernels<S, float>::linear_rows(p, n0, n1, scratch);

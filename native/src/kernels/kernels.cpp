@@ -241,11 +241,20 @@ void layer_norm(const float* x, const float* weight, const float* bias, float* y
 }
 
 void silu_mul(const float* gate, const float* up, int64_t stride, int64_t rows, int64_t width, float* out) {
+  const KernelTable& k = active();
   pool()->parallel_for(rows, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++)
-      for (int64_t i = 0; i < width; i++) out[r * width + i] = up[r * stride + i] * silu(gate[r * stride + i]);
+    std::vector<float> e(width);
+    for (int64_t r = r0; r < r1; r++) {
+      const float* g = gate + r * stride;
+      for (int64_t i = 0; i < width; i++) e[i] = -g[i];
+      k.exp_inplace(e.data(), width);
+      // silu(g) * up = g / (1 + e^-g) * up
+      for (int64_t i = 0; i < width; i++) out[r * width + i] = g[i] / (1.0f + e[i]) * up[r * stride + i];
+    }
   }, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width)));
 }
+
+void exp_in_place(float* x, int64_t n) { active().exp_inplace(x, n); }
 
 void add_in_place(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] += y[i];

@@ -55,6 +55,8 @@ struct KernelTable {
   // W [K, N] (the fused MoE experts): y[t, n] = sum_k x[t, k] W[k, n]; few tokens stream W's rows in memory
   // order, many go through a GEMM over packed panels.
   void (*in_out_cols)(const Product& p, int64_t n0, int64_t n1, float* scratch);
+  // x = e^x for n floats (within a few ulp of expf; e^-inf = 0).
+  void (*exp_inplace)(float* x, int64_t n);
 };
 
 // Kernels for bf16 weights at "medium" precision (Product::x_bf16 set), where the CPU has AVX512_BF16.
@@ -143,8 +145,9 @@ void layer_norm(const float* x, const float* weight, const float* bias, float* y
 void silu_mul(const float* gate, const float* up, int64_t stride, int64_t rows, int64_t width, float* out);
 // x[i] += y[i]
 void add_in_place(float* x, const float* y, int64_t n);
+// x[i] = e^x[i] on the kernel set in use (e^-inf = 0).
+void exp_in_place(float* x, int64_t n);
 
-inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 // nn.GELU(): the exact erf form, not the tanh approximation.
 inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * float(M_SQRT1_2))); }
 

@@ -1,5 +1,7 @@
 // The portable kernel set: the same blocked algorithms as the SIMD sets, on one-float "vectors".
 // Runs anywhere (arm64 included) and is the reference the SIMD sets are tested against.
+#include <cmath>
+
 #include "kernel_set.h"
 
 namespace l4 {
@@ -18,6 +20,7 @@ struct Scalar {
   static V fma(V a, V b, V acc) { return acc + a * b; }
   static float fma1(float a, float b, float acc) { return acc + a * b; }
   static void prefetch(const char*) {}
+  static V exp(V x) { return std::exp(x); }
   static float hsum(V v) { return v; }
   template <class T>
   struct Widen;
