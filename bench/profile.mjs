@@ -1,4 +1,4 @@
-// `node bench/profile.mjs [--shape moe|large-vocab] [--threads N]`: where one prefill (512 tokens) and one
+// `node bench/profile.mjs [--shape moe|large-vocab] [--threads N] [--precision highest|medium]`: where one prefill (512 tokens) and one
 // decode step (after a 512-token prompt) spend their time, op by op, on a benchmark checkpoint (made by
 // `npm run bench` first). Samples the engine with Linux perf (`apt-get install linux-perf`) and sorts the
 // forward thread's call stacks into ops with bench/profile_ops.py.
@@ -13,6 +13,7 @@ const args = process.argv.slice(2);
 const flag = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const shape = flag("--shape", "moe");
 const threads = Number(flag("--threads", availableParallelism()));
+const precision = flag("--precision", "highest");  // torch.set_float32_matmul_precision
 const dir = join(HERE, ".cache", `${shape}-v1`);
 
 if (spawnSync("perf", ["--version"]).status !== 0) {
@@ -23,8 +24,9 @@ if (spawnSync("perf", ["--version"]).status !== 0) {
 // The workload runs in a child: it loads and warms up, says READY, waits for GO, runs the phase, says DONE.
 const WORKLOAD = `
   const sdk = require(${JSON.stringify(join(HERE, "..", "dist", "sdk", "index.js"))});
-  const [dir, phase, threads] = process.argv.slice(1);
+  const [dir, phase, threads, precision] = process.argv.slice(1);
   sdk.setNumThreads(Number(threads));
+  sdk.torch.set_float32_matmul_precision(precision);
   const ids = Array.from({ length: 512 }, (_, i) => 1 + (i * 7919) % 8000);
   (async () => {
     const model = await sdk.Llama4ForCausalLM.from_pretrained(dir);
@@ -45,7 +47,7 @@ const WORKLOAD = `
 
 async function profile(phase) {
   const work = join(mkdtempSync(join(tmpdir(), "llama4-ts-profile-")), "perf.data");
-  const child = spawn(process.execPath, ["-e", WORKLOAD, dir, phase, String(threads)], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["-e", WORKLOAD, dir, phase, String(threads), precision], { stdio: ["pipe", "pipe", "inherit"] });
   let perf;
   const perCallMs = await new Promise((resolve, reject) => {
     child.on("exit", (code) => code && reject(new Error(`the workload exited with ${code}`)));
@@ -65,7 +67,7 @@ async function profile(phase) {
   const table = spawnSync("python3", [join(HERE, "profile_ops.py")], { input: script.stdout, encoding: "utf8" });
   rmSync(dirname(work), { recursive: true, force: true });
   const what = phase === "prefill" ? "one 512-token prefill" : "one decode step after a 512-token prompt";
-  console.log(`\n${shape}, ${what}: ${perCallMs.toFixed(1)} ms (${threads} threads, under perf)\n`);
+  console.log(`\n${shape}, ${what}: ${perCallMs.toFixed(1)} ms (${threads} threads, matmul precision ${precision}, under perf)\n`);
   console.log(table.stdout.trim());
 }
 

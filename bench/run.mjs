@@ -28,12 +28,12 @@ const CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a t
 const CHECK_TOKENS = 32;
 
 const USAGE =
-  "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--repeats N] [--prompt-tokens N] " +
+  "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--repeats N] [--rounds N] [--prompt-tokens N] " +
   "[--new-tokens N] [--torch] [--check-f32]";
 
 function parseArgs(argv) {
-  const opts = { threads: availableParallelism(), shapes: SHAPES, repeats: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false };
-  const numeric = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats" };
+  const opts = { threads: availableParallelism(), shapes: SHAPES, repeats: 3, rounds: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false };
+  const numeric = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats", "--rounds": "rounds" };
   const fail = (arg) => {
     console.error(`${USAGE} (bad: ${arg})`);
     process.exit(2);
@@ -251,7 +251,13 @@ function llamaBench(gguf, args, opts) {
   return rows[0];
 }
 
-function benchLlamaCpp(gguf, ours, opts) {
+// One engine's rounds as one result: the first round's details, every round's samples, their medians.
+function pooled(results) {
+  const prefill = results.flatMap((r) => r.prefill_runs), decode = results.flatMap((r) => r.decode_runs);
+  return { ...results[0], prefill_tok_s: median(prefill), decode_tok_s: median(decode), prefill_runs: prefill, decode_runs: decode };
+}
+
+function benchLlamaCpp(gguf, ours, opts, check = true) {
   // Prefill: pp<P> on an empty cache. Decode: tg<N> after a <P>-token context (-d), the same positions
   // llama4-ts decodes at. llama-bench runs its own warm-up before the timed repetitions.
   const pp = llamaBench(gguf, ["-p", String(opts.promptTokens), "-n", "0"], opts);
@@ -268,7 +274,7 @@ function benchLlamaCpp(gguf, ours, opts) {
     decode_runs: tg.samples_ts,
     llama_bench: { pp, tg },
     // llama-simple echoes the prompt (with <|begin_of_text|>) and prints the continuation.
-    check: llamaGreedySame(gguf, ours),
+    check: check ? llamaGreedySame(gguf, ours) : null,
   };
 }
 
@@ -321,11 +327,16 @@ async function main() {
 
     const engines = ["llama4-ts (highest and medium matmul precision)", "llama.cpp", ...(opts.torch ? ["torch bfloat16", "torch float32"] : [])];
     console.log(`${shape}: timing ${engines.join(", ")} (${opts.threads} threads)...`);
-    // One engine at a time, each in turn, so they never compete for cores.
-    const ours = await benchOurs(sdk, dir, config, ids, opts, "highest");
-    const oursMedium = await benchOurs(sdk, dir, config, ids, opts, "medium");
-    sdk.torch.set_float32_matmul_precision("highest");
-    const llama = benchLlamaCpp(paths[shape].gguf, ours, opts);
+    // One engine at a time, so they never compete for cores, taking turns for several rounds: the host's
+    // memory bandwidth drifts from minute to minute, and taking turns gives every engine the same mix of it.
+    const rounds = { ours: [], oursMedium: [], llama: [] };
+    for (let round = 0; round < opts.rounds; round++) {
+      rounds.ours.push(await benchOurs(sdk, dir, config, ids, opts, "highest"));
+      rounds.oursMedium.push(await benchOurs(sdk, dir, config, ids, opts, "medium"));
+      sdk.torch.set_float32_matmul_precision("highest");
+      rounds.llama.push(benchLlamaCpp(paths[shape].gguf, rounds.ours[0], opts, round === 0));
+    }
+    const [ours, oursMedium, llama] = [rounds.ours, rounds.oursMedium, rounds.llama].map(pooled);
     const torchRuns = opts.torch ? ["bfloat16", "float32"].map((d) => benchTorch(dir, d, idsPath, opts)) : [];
 
     const { parts, perToken, allExperts, total: nParams } = paramsPerToken(config);
@@ -393,7 +404,8 @@ async function main() {
   console.log(`engines     llama4-ts SIMD ${result.llama4_ts_simd}, node ${result.node}; llama.cpp ${result.llama_cpp.build} ` +
     `(KV ${result.llama_cpp.type_k}/${result.llama_cpp.type_v}, flash_attn ${result.llama_cpp.flash_attn})` +
     (result.torch ? `; torch ${result.torch.torch}, transformers ${result.torch.transformers}` : ""));
-  console.log(`workload    ${opts.promptTokens}-token prefill; ${opts.newTokens} greedy decode steps after it; median of ${opts.repeats} after a warm-up`);
+  console.log(`workload    ${opts.promptTokens}-token prefill; ${opts.newTokens} greedy decode steps after it; median of ` +
+    `${opts.rounds} rounds x ${opts.repeats} runs (engines taking turns), each round after a warm-up`);
   for (const s of shapes) {
     const c = s.config;
     console.log();
