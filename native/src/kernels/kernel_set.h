@@ -7,8 +7,8 @@
 // function template is used here.
 //
 // S provides: V (a vector of S::kLanes floats), zero(), load(), store(), broadcast(), fma(a, b, acc) = a*b+acc,
-// fma1() (the same on one float, rounded as the vector one), hsum(), prefetch(), exp(), Widen<T>::load / load1 turning kLanes
-// (or one) weights of element type T into floats, and its register blocking (see below).
+// fma1() (the same on one float, rounded as the vector one), hsum(), prefetch(), exp(), Widen<T>::load / load1
+// turning kLanes (or one) weights of element type T into floats, and its register blocking.
 //
 // Summation order is part of the contract: every output is accumulated in the same order whatever the
 // number of tokens, so a prefill and a token-by-token decode give bit-identical results.
@@ -42,9 +42,8 @@ struct Kernels {
   static constexpr int64_t L = S::kLanes;
 
   // ---- nn.Linear, W [N, K]: tiles of R weight rows x TT tokens, dot products in registers ----
-  // Weights of type WT (T, or float once widened into scratch), rows ldw apart; tokens ldx apart.
-  // Each weight vector is used TT times.
-  // The R rows are ldw apart in w and yr apart in y.
+  // Weights of type WT (T, or float once widened into scratch), rows ldw apart (their outputs yr apart in y);
+  // tokens ldx apart (their outputs ldy apart). Each weight vector is used TT times.
   template <class WT, int R, int TT>
   static void dot_tile(const float* x, int64_t ldx, int64_t K, const WT* w, int64_t ldw, float* y, int64_t ldy,
                        int64_t yr = 1) {
