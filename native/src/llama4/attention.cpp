@@ -117,12 +117,14 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
       // Keys from the first one any row sees: cached positions (a ring's may wrap once), then this call's.
       const int64_t first = from[0];  // positions' lower bounds grow with the position
       segments.clear();
-      const int64_t cached_row = s.B * kvH * D, fresh_row = kvH * D;
-      for (int64_t pos = first; pos < s.P;) {
-        const int64_t slot = ring ? pos % ring : pos, count = std::min(s.P - pos, ring ? ring - slot : s.P - pos);
-        const int64_t offset = (slot * s.B + b) * kvH * D + kvh * D;
-        segments.push_back({Matrix{DType::F32, cached->k.data() + offset, count, D, cached_row},
-                            Matrix{DType::F32, cached->v.data() + offset, count, D, cached_row}, pos});
+      const int64_t fresh_row = kvH * D;
+      for (int64_t pos = first; pos < s.P;) {  // runs of slots within a page (and within the ring)
+        const int64_t slot = ring ? pos % ring : pos;
+        int64_t count = std::min(s.P - pos, KVLayer::kPageSlots - slot % KVLayer::kPageSlots);
+        if (ring) count = std::min(count, ring - slot);
+        const int64_t offset = KVLayer::offset(slot, b, kvh, s.B, kvH, D);
+        segments.push_back({Matrix{DType::F32, cached->k.data() + offset, count, D, D},
+                            Matrix{DType::F32, cached->v.data() + offset, count, D, D}, pos});
         pos += count;
       }
       const int64_t fresh_first = std::max(first, s.P), fresh_offset = ((b * s.T + fresh_first - s.P) * kvH + kvh) * D;

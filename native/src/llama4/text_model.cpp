@@ -41,7 +41,8 @@ Step make_step(const ForwardRequest& req) {
 
 }  // namespace
 
-KVCache::KVCache(const TextConfig& config, int64_t batch) : batch_(batch), valid_(batch) {
+KVCache::KVCache(const TextConfig& config, int64_t batch)
+    : batch_(batch), head_dim_(config.head_dim), row_(config.num_key_value_heads * config.head_dim), valid_(batch) {
   if (batch < 1) throw std::runtime_error("cache batch size must be >= 1");
   layers_.resize(config.num_hidden_layers);
   for (int64_t l = 0; l < config.num_hidden_layers; l++)
@@ -53,21 +54,25 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
   const int64_t P = length_, total = P + new_tokens;
   for (size_t layer = 0; layer < layers_.size(); layer++) {
     KVLayer& cl = layers_[layer];
-    const int64_t row = int64_t(new_k[layer].size()) / (batch_ * new_tokens);
-    // A ring fills up to its size as the sequence grows (position p lives in slot p % ring).
-    const int64_t slots = cl.ring ? std::min(cl.ring, total) : total;
-    if (int64_t(cl.k.size()) < slots * batch_ * row) {
-      cl.k.resize(slots * batch_ * row);
-      cl.v.resize(slots * batch_ * row);
+    const int64_t row = int64_t(new_k[layer].size()) / (batch_ * new_tokens), D = head_dim_, heads = row / D;
+    // A ring fills up to its size as the sequence grows; pages are added at the end, the old ones stay put.
+    cl.slots = cl.ring ? std::min(cl.ring, total) : total;
+    const int64_t pages = (cl.slots + KVLayer::kPageSlots - 1) / KVLayer::kPageSlots;
+    const size_t floats = size_t(pages * KVLayer::kPageSlots * batch_ * row);
+    if (cl.k.size() < floats) {
+      cl.k.resize(floats);
+      cl.v.resize(floats);
     }
     for (int64_t t = 0; t < new_tokens; t++) {
       const int64_t pos = P + t;
       if (cl.ring && pos < total - cl.ring) continue;  // would be overwritten within this call
       const int64_t slot = cl.ring ? pos % cl.ring : pos;
-      for (int64_t b = 0; b < batch_; b++) {
-        std::memcpy(cl.k.data() + (slot * batch_ + b) * row, new_k[layer].data() + (b * new_tokens + t) * row, sizeof(float) * row);
-        std::memcpy(cl.v.data() + (slot * batch_ + b) * row, new_v[layer].data() + (b * new_tokens + t) * row, sizeof(float) * row);
-      }
+      for (int64_t b = 0; b < batch_; b++)
+        for (int64_t h = 0; h < heads; h++) {
+          const int64_t to = KVLayer::offset(slot, b, h, batch_, heads, D), from = ((b * new_tokens + t) * heads + h) * D;
+          std::memcpy(cl.k.data() + to, new_k[layer].data() + from, sizeof(float) * D);
+          std::memcpy(cl.v.data() + to, new_v[layer].data() + from, sizeof(float) * D);
+        }
     }
   }
   valid_ = std::move(valid);
@@ -76,13 +81,14 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
 
 std::vector<size_t> KVCache::layer_bytes() const {
   std::vector<size_t> out;
-  for (const auto& l : layers_) out.push_back((l.k.size() + l.v.size()) * sizeof(float));
+  // Positions held (the last page's unused slots, at most kPageSlots - 1, are not counted).
+  for (const auto& l : layers_) out.push_back(size_t(2 * l.slots * batch_ * row_) * sizeof(float));
   return out;
 }
 
 size_t KVCache::bytes() const {
   size_t n = 0;
-  for (const auto& l : layers_) n += (l.k.size() + l.v.size()) * sizeof(float);
+  for (size_t b : layer_bytes()) n += b;
   return n;
 }
 

@@ -39,7 +39,7 @@ class KVCache {
 
  private:
   friend class TextModel;
-  int64_t batch_;
+  int64_t batch_, head_dim_, row_;  // row_: kv_heads * head_dim
   int64_t length_ = 0;
   std::vector<std::vector<uint8_t>> valid_;  // [batch][position]: 0 for padding
   std::vector<KVLayer> layers_;
