@@ -183,10 +183,6 @@ void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, 
       for (int64_t o = 0; o < w.rows; o++) y[t * w.rows + o] += bias[o];
 }
 
-void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y) {
-  run_batch(active(), {MatmulJob{x, tokens, w, true, y}});
-}
-
 void matmul_batch(const std::vector<MatmulJob>& jobs) { run_batch(active(), jobs); }
 
 void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y) {

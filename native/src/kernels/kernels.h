@@ -87,8 +87,6 @@ const char* matmul_precision();
 
 // y[t, o] = bias[o] + sum_i x[t, i] * W[o, i]: nn.Linear with W [out, in]. bias may be null.
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y);
-// y[t, o] = sum_i x[t, i] * W[i, o]: x @ W with W [in, out] (the fused MoE expert tensors).
-void matmul_in_out(const float* x, int64_t tokens, const Matrix& w, float* y);
 // One of several independent products run as one parallel job (matmul_batch).
 struct MatmulJob {
   const float* x;  // [tokens, in]
