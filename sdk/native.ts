@@ -93,6 +93,17 @@ export interface NativeModel {
   weightStats(): { module: string; dtype: string; bytes: number }[];
 }
 
+export interface MatmulOptions {
+  kernels: string;
+  x: Float32Array;
+  tokens: number;
+  weight: Float32Array | Uint16Array;
+  dtype: "F32" | "BF16" | "F16";
+  rows: number;
+  cols: number;
+  inOut: boolean;
+}
+
 export interface NativeEngine {
   loadModel(dir: string, options: { dtype: string }): Promise<NativeModel>;
   setNumThreads(n: number): void;
@@ -102,16 +113,9 @@ export interface NativeEngine {
   setMatmulPrecision(precision: string): void;
   matmulPrecision(): string;
   /** One product on a named kernel set (tests hold every set the CPU has to one reference). */
-  matmul(options: {
-    kernels: string;
-    x: Float32Array;
-    tokens: number;
-    weight: Float32Array | Uint16Array;
-    dtype: "F32" | "BF16" | "F16";
-    rows: number;
-    cols: number;
-    inOut: boolean;
-  }): Float32Array;
+  matmul(options: MatmulOptions): Float32Array;
+  /** The same with the weight quantized first: the output and the dequantized weight [out, in] and activations. */
+  matmul(options: MatmulOptions & { quantize: "q8" | "q4" }): { y: Float32Array; weight: Float32Array; x: Float32Array };
 }
 
 const ADDON = join("native", "build", "Release", "llama4_native.node");

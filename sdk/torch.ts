@@ -2,10 +2,11 @@
 // matmul precision switch.
 import { native } from "./native";
 
-export type DTypeName = "auto" | "float32" | "bfloat16" | "float16";
+/** Floating dtypes as torch names them, and transformers.js' names for weights quantized at load ("q8", "q4"). */
+export type DTypeName = "auto" | "float32" | "bfloat16" | "float16" | "q8" | "q4";
 
 export class TorchDType {
-  constructor(readonly name: Exclude<DTypeName, "auto">) {}
+  constructor(readonly name: "float32" | "bfloat16" | "float16") {}
   toString(): string {
     return `torch.${this.name}`;
   }
@@ -31,9 +32,9 @@ export const torch = {
   },
 } as const;
 
-const NAMES: readonly string[] = ["auto", "float32", "bfloat16", "float16"];
+const NAMES: readonly string[] = ["auto", "float32", "bfloat16", "float16", "q8", "q4"];
 
-/** Normalises a dtype option ("bfloat16", torch.bfloat16, "auto", undefined) to its name. */
+/** Normalises a dtype option ("bfloat16", torch.bfloat16, "q4", "auto", undefined) to its name. */
 export function resolveDType(dtype: unknown): DTypeName {
   if (dtype === undefined || dtype === null) return "auto";
   if (dtype instanceof TorchDType) return dtype.name;
@@ -41,5 +42,5 @@ export function resolveDType(dtype: unknown): DTypeName {
     const name = dtype.startsWith("torch.") ? dtype.slice(6) : dtype;
     if (NAMES.includes(name)) return name as DTypeName;
   }
-  throw new Error(`dtype ${String(dtype)} is not supported: use "auto", "float32", "bfloat16", "float16" or torch.<dtype>`);
+  throw new Error(`dtype ${String(dtype)} is not supported: use "auto", "float32", "bfloat16", "float16", "q8", "q4" or torch.<dtype>`);
 }

@@ -163,6 +163,77 @@ describe("kernel sets", () => {
     expect(() => torch.set_float32_matmul_precision("low" as "medium")).toThrow(/"highest", "high" or "medium", got "low"/);
   });
 
+  // Block-quantized weights (dtype "q8" / "q4"): the kernel multiplies the quantized weights by the activations
+  // quantized per block of 32 (int8, scale = amax / 127). Checked in three parts: (1) the dequantized weights
+  // and activations are within the rounding bound of the originals (half a step; q4's top value may clamp, one
+  // step), which pins the storage layout; (2) the output equals the float64 product of those dequantized values
+  // within the f32 rounding of the steps the kernels take after the exact integer block sums; (3) a token's
+  // outputs do not depend on how many tokens run with it.
+  describe.each(SETS)("%s, quantized weights", (kernels) => {
+    const QSHAPES: [number, number][] = [[5, 3], [64, 33], [300, 70], [513, 260], [1100, 40]];
+    test.each(["q8", "q4"] as const)("%s: dequantized inputs within a rounding step, products exact to f32 accumulation", (quantize) => {
+      const next = rng(17);
+      let checked = 0;
+      const blockBound = (v: ArrayLike<number>, start: number, end: number, steps: number) => {
+        let amax = 0;
+        for (let i = start; i < end; i++) amax = Math.max(amax, Math.abs(v[i]));
+        return amax / steps * (1 + 2 ** -10);
+      };
+      for (const [K, N] of QSHAPES)
+        for (const tokens of [1, 2, 4, 5, 13, 33]) {
+          const w = randomWeights(K * N, "BF16", next);
+          const x = new Float32Array(tokens * K).map(() => next() * 2 - 1);
+          for (const inOut of [false, true]) {
+            const [rows, cols] = inOut ? [K, N] : [N, K];
+            const r = native().matmul({ kernels, x, tokens, weight: w.bits, dtype: "BF16", rows, cols, inOut, quantize });
+            const original = (n: number, k: number) => w.values[inOut ? k * N + n : n * K + k];
+            let weightError = 0, activationError = 0; // worst error / its bound
+            for (let n = 0; n < N; n++) {
+              const row = Float64Array.from({ length: K }, (_, k) => original(n, k));
+              for (let b = 0; b < K; b += 32) {
+                const bound = blockBound(row, b, Math.min(K, b + 32), quantize === "q8" ? 2 * 127 : 8);
+                for (let k = b; k < Math.min(K, b + 32); k++) weightError = Math.max(weightError, Math.abs(r.weight[n * K + k] - row[k]) / bound);
+              }
+            }
+            for (let t = 0; t < tokens; t++)
+              for (let b = 0; b < K; b += 32) {
+                const bound = blockBound(x, t * K + b, t * K + Math.min(K, b + 32), 2 * 127);
+                for (let k = b; k < Math.min(K, b + 32); k++) activationError = Math.max(activationError, Math.abs(r.x[t * K + k] - x[t * K + k]) / bound);
+              }
+            expect(weightError, `weights ${quantize} K=${K} N=${N} inOut=${inOut}`).toBeLessThanOrEqual(1);
+            expect(activationError, `activations K=${K} tokens=${tokens}`).toBeLessThanOrEqual(1);
+            let worst = 0;
+            for (let t = 0; t < tokens; t++)
+              for (let n = 0; n < N; n++) {
+                let ref = 0, magnitude = 0;
+                for (let k = 0; k < K; k++) {
+                  const term = r.x[t * K + k] * r.weight[n * K + k];
+                  ref += term;
+                  magnitude += Math.abs(term);
+                }
+                // f32 steps per output: one scale product and one fma per block, then a sum over up to 16 lanes
+                worst = Math.max(worst, Math.abs(r.y[t * N + n] - ref) / (2 * 2 ** -24 * (2 * Math.ceil(K / 32) + 16) * magnitude + 1e-30));
+              }
+            expect(worst, `${kernels} ${quantize} K=${K} N=${N} tokens=${tokens} inOut=${inOut}`).toBeLessThanOrEqual(1);
+            checked++;
+          }
+        }
+      expect(checked).toBe(QSHAPES.length * 6 * 2);
+    });
+
+    test.each(["q8", "q4"] as const)("%s: a token's outputs are bit-identical alone and among many", (quantize) => {
+      const next = rng(19);
+      const [K, N, tokens] = [1100, 70, 13];
+      const w = randomWeights(K * N, "BF16", next);
+      const x = new Float32Array(tokens * K).map(() => next() * 2 - 1);
+      const all = native().matmul({ kernels, x, tokens, weight: w.bits, dtype: "BF16", rows: N, cols: K, inOut: false, quantize });
+      for (const t of [0, 6, 12]) {
+        const one = native().matmul({ kernels, x: x.slice(t * K, (t + 1) * K), tokens: 1, weight: w.bits, dtype: "BF16", rows: N, cols: K, inOut: false, quantize });
+        expect(Array.from(one.y), `token ${t}`).toEqual(Array.from(all.y.subarray(t * N, (t + 1) * N)));
+      }
+    });
+  });
+
   test("an unknown kernel set or a mis-sized weight is refused by name", () => {
     const x = new Float32Array(4), weight = new Float32Array(8);
     expect(() => native().matmul({ kernels: "sse9", x, tokens: 1, weight, dtype: "F32", rows: 2, cols: 4, inOut: false }))

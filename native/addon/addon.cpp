@@ -10,6 +10,7 @@
 #include <set>
 
 #include "../src/kernels/kernels.h"
+#include "../src/kernels/quantized.h"
 #include "../src/llama4/text_model.h"
 #include "../src/thread_pool.h"
 
@@ -422,8 +423,10 @@ Napi::Value KernelSets(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// matmul({ kernels, x, tokens, weight, dtype, rows, cols, inOut }): one product on a named kernel set, so tests
-// can hold every set the CPU has to the same reference. Synchronous: for small test sizes only.
+// matmul({ kernels, x, tokens, weight, dtype, rows, cols, inOut, quantize }): one product on a named kernel set,
+// so tests can hold every set the CPU has to the same reference. With quantize ("q8" / "q4") the weight is
+// quantized first and the result is { y, weight, x }: the output and the dequantized weight [out, in] and
+// activations [tokens, in] it was computed from. Synchronous: for small test sizes only.
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "matmul expects an options object");
@@ -432,6 +435,9 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const int64_t tokens = o.Get("tokens").ToNumber().Int64Value(), rows = o.Get("rows").ToNumber().Int64Value(),
                 cols = o.Get("cols").ToNumber().Int64Value();
   const bool in_out = o.Get("inOut").ToBoolean().Value();
+  const std::string quantize = o.Has("quantize") && !o.Get("quantize").IsUndefined() ? o.Get("quantize").ToString().Utf8Value() : "";
+  if (!quantize.empty() && quantize != "q8" && quantize != "q4")
+    throw Napi::TypeError::New(env, "matmul: quantize must be \"q8\" or \"q4\", got " + quantize);
   l4::DType dtype;
   if (!l4::dtype_from_name(dtype_name, &dtype) ||
       (dtype != l4::DType::F32 && dtype != l4::DType::BF16 && dtype != l4::DType::F16))
@@ -445,14 +451,29 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
       tokens > (int64_t(1) << 24) || int64_t(x.size()) != tokens * in ||
       int64_t(w.ByteLength()) != rows * cols * int64_t(l4::dtype_size(dtype)))
     throw Napi::RangeError::New(env, "matmul: x must be [tokens, in] and weight [rows, cols] of dtype " + dtype_name);
-  const l4::Matrix m{dtype, static_cast<const uint8_t*>(w.ArrayBuffer().Data()) + w.ByteOffset(), rows, cols};
+  l4::Matrix m{dtype, static_cast<const uint8_t*>(w.ArrayBuffer().Data()) + w.ByteOffset(), rows, cols};
+  m.in_out = in_out;
   std::vector<float> y(tokens * out);
+  std::vector<uint8_t> storage;
   try {
-    l4::matmul_on(kernels, x.data(), tokens, m, in_out, y.data());
+    if (!quantize.empty()) m = l4::quantize_matrix(m, quantize == "q8" ? l4::DType::Q8 : l4::DType::Q4, storage);
+    l4::matmul_on(kernels, x.data(), tokens, m, y.data());
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
-  return to_float32_array(env, std::move(y));
+  if (quantize.empty()) return to_float32_array(env, std::move(y));
+  std::vector<float> weight(out * in), activations(tokens * in);
+  l4::to_f32(m, weight.data());
+  l4::QuantizedActivations xq;
+  l4::quantize_activations(x.data(), in, tokens, in, l4::quant_offset(m.dtype), xq);
+  for (int64_t t = 0; t < tokens; t++)
+    for (int64_t k = 0; k < in; k++)
+      activations[t * in + k] = float(xq.q(t)[k]) * xq.scales(t)[k / l4::kQuantBlock * l4::kQuantLanes];
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("y", to_float32_array(env, std::move(y)));
+  result.Set("weight", to_float32_array(env, std::move(weight)));
+  result.Set("x", to_float32_array(env, std::move(activations)));
+  return result;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

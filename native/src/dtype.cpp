@@ -29,6 +29,8 @@ bool dtype_from_name(const std::string& name, DType* out) {
 }
 
 const char* dtype_name(DType t) {
+  if (t == DType::Q8) return "q8";
+  if (t == DType::Q4) return "q4";
   for (const auto& d : kDTypes)
     if (d.type == t) return d.name;
   return "?";

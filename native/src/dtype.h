@@ -6,12 +6,13 @@
 
 namespace l4 {
 
-enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2 };
+// Q8 / Q4 are the engine's own block-quantized weight layouts (kernels/quantized.h), never a checkpoint's.
+enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2, Q8, Q4 };
 
 // Returns false for a name safetensors does not define.
 bool dtype_from_name(const std::string& name, DType* out);
 const char* dtype_name(DType t);
-size_t dtype_size(DType t);
+size_t dtype_size(DType t);  // 0 for Q8 / Q4, whose size is per block (quantized.h)
 
 // static: the SIMD kernel files inline these too, and must not lend their copies to other files.
 static inline float bf16_to_f32(uint16_t h) {

@@ -40,6 +40,13 @@ std::string TensorInfo::shape_str() const {
   return os.str();
 }
 
+void Checkpoint::release(const std::string& name) const {
+  const TensorInfo& t = get(name);
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (uintptr_t(t.data) + page - 1) / page * page, end = (uintptr_t(t.data) + t.nbytes) / page * page;
+  if (end > first) madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");

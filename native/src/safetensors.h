@@ -49,6 +49,9 @@ class Checkpoint {
   const TensorInfo& get(const std::string& name) const;
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::string& dir() const { return dir_; }
+  // Drops the tensor's pages from this process's memory once a converted copy replaces it (the whole pages
+  // it covers; they are read back from the file if it is used again).
+  void release(const std::string& name) const;
 
  private:
   std::string dir_;

@@ -10,14 +10,25 @@
 #include <string>
 
 #include "../thread_pool.h"
+#include "quantized.h"
 
 namespace l4 {
 
 Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
   Matrix m = *this;
-  m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(ld()) * dtype_size(dtype);
+  if (is_block_quantized(dtype)) {
+    m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(quant_row_bytes(dtype, cols));
+    m.scales = scales + first * quant_row_scales(cols);
+  } else {
+    m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(ld()) * dtype_size(dtype);
+  }
   m.rows = count;
   return m;
+}
+
+size_t Matrix::bytes() const {
+  if (is_block_quantized(dtype)) return size_t(rows) * size_t(quant_row_bytes(dtype, cols) + 2 * quant_row_scales(cols));
+  return size_t(rows) * size_t(cols) * dtype_size(dtype);
 }
 
 namespace {
@@ -56,7 +67,7 @@ const KernelTable& active() {
 }
 
 void check_compute_dtype(const Matrix& w) {
-  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16)
+  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16 && !is_block_quantized(w.dtype))
     throw std::runtime_error(std::string("no kernel for weight dtype ") + dtype_name(w.dtype));
 }
 
@@ -83,7 +94,20 @@ const Bf16Kernels* bf16_kernels(const KernelTable& k) {
 // (reading the weights once, which is all decode needs) on the same rounded activations.
 const int64_t kBf16MinTokens = 5;
 
+// The integer kernel for quantized weights that goes with kernel set k: vpdpbusd where the CPU has
+// AVX512_VNNI, else vpmaddubsw on any AVX2 CPU, else the portable one.
+QuantRowsKernel quant_kernel(const KernelTable& k) {
+#if defined(__x86_64__)
+  static const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  if (vnni && &k == &avx512_kernels()) return avx512_vnni_quant_kernel();
+  if (&k == &avx512_kernels() || &k == &avx2_kernels()) return avx2_quant_kernel();
+#endif
+  return quant_rows_scalar;
+}
+
 void product_columns(const KernelTable& k, const Product& p, bool in_out, int64_t n0, int64_t n1) {
+  if (p.xq) return quant_kernel(k)(p, n0, n1);
   const Bf16Kernels* bf16 = p.x_bf16 && p.tokens >= kBf16MinTokens ? bf16_kernels(k) : nullptr;
   if (bf16)
     (in_out ? bf16->in_out_cols : bf16->linear_rows)(p, n0, n1, scratch_for(k));
@@ -114,6 +138,17 @@ const RoundedActivations& rounded(std::vector<RoundedActivations>& cache, const 
   return cache.back();
 }
 
+// The activations of quantized products, quantized once per distinct (x, offset).
+const QuantizedActivations& quantized(std::vector<QuantizedActivations>& cache, std::vector<const float*>& sources,
+                                      const float* x, int64_t tokens, int64_t K, int offset) {
+  for (size_t i = 0; i < cache.size(); i++)
+    if (sources[i] == x && cache[i].tokens == tokens && cache[i].K == K && cache[i].offset == offset) return cache[i];
+  cache.emplace_back();
+  sources.push_back(x);
+  quantize_activations(x, K, tokens, K, offset, cache.back());
+  return cache.back();
+}
+
 void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
   double total = 0;  // multiply-adds
   for (const MatmulJob& m : jobs) {
@@ -124,10 +159,15 @@ void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
   std::vector<Product> products;
   std::vector<RoundedActivations> rounded_cache;
   rounded_cache.reserve(jobs.size());  // references into it stay valid
+  std::vector<QuantizedActivations> quantized_cache;
+  std::vector<const float*> quantized_sources;
+  quantized_cache.reserve(jobs.size());
   for (const MatmulJob& m : jobs) {
-    const int64_t K = m.in_out ? m.w.rows : m.w.cols, N = m.in_out ? m.w.cols : m.w.rows;
+    const int64_t K = m.w.inputs(), N = m.w.outputs();
     Product p{m.x, K, m.tokens, m.w, m.y, N};
-    if (g_medium_precision.load() && m.w.dtype == DType::BF16 && m.tokens > 0) {
+    if (is_block_quantized(m.w.dtype) && m.tokens > 0) {
+      p.xq = &quantized(quantized_cache, quantized_sources, m.x, m.tokens, K, quant_offset(m.w.dtype));
+    } else if (g_medium_precision.load() && m.w.dtype == DType::BF16 && m.tokens > 0) {
       const RoundedActivations& r = rounded(rounded_cache, m.x, m.tokens, K);
       p.x = r.values.data();
       p.x_bf16 = r.bits.data();
@@ -144,7 +184,7 @@ void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
         const int64_t units = (N + k.column_unit - 1) / k.column_unit;
         const int64_t c0 = std::min(N, units * part / parts * k.column_unit);
         const int64_t c1 = std::min(N, units * (part + 1) / parts * k.column_unit);
-        if (jobs[j].tokens > 0 && c0 < c1) product_columns(k, products[j], jobs[j].in_out, c0, c1);
+        if (jobs[j].tokens > 0 && c0 < c1) product_columns(k, products[j], jobs[j].w.in_out, c0, c1);
       }
   });
 }
@@ -177,7 +217,7 @@ void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1) {
 }
 
 void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, float* y) {
-  run_batch(active(), {MatmulJob{x, tokens, w, false, y}});
+  run_batch(active(), {MatmulJob{x, tokens, w, y}});
   if (bias)
     for (int64_t t = 0; t < tokens; t++)
       for (int64_t o = 0; o < w.rows; o++) y[t * w.rows + o] += bias[o];
@@ -185,26 +225,69 @@ void linear(const float* x, int64_t tokens, const Matrix& w, const float* bias, 
 
 void matmul_batch(const std::vector<MatmulJob>& jobs) { run_batch(active(), jobs); }
 
-void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y) {
+void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, float* y) {
   for (const KernelTable* k : supported())
-    if (kernel_set == k->name) return run_batch(*k, {MatmulJob{x, tokens, w, in_out, y}});
+    if (kernel_set == k->name) return run_batch(*k, {MatmulJob{x, tokens, w, y}});
   throw std::runtime_error("no kernel set \"" + kernel_set + "\" on this CPU");
 }
 
-void row_to_f32(const Matrix& w, int64_t row, float* out) {
-  const size_t first = size_t(row) * size_t(w.cols);
+namespace {
+// Elements [c0, c1) of stored row `row` of a float matrix, widened to f32.
+void widen_range(const Matrix& w, int64_t row, int64_t c0, int64_t c1, float* out) {
+  const size_t first = size_t(row) * size_t(w.ld());
   switch (w.dtype) {
     case DType::F32:
-      for (int64_t c = 0; c < w.cols; c++) out[c] = static_cast<const float*>(w.data)[first + c];
+      for (int64_t c = c0; c < c1; c++) out[c - c0] = static_cast<const float*>(w.data)[first + c];
       break;
     case DType::BF16:
-      for (int64_t c = 0; c < w.cols; c++) out[c] = bf16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
+      for (int64_t c = c0; c < c1; c++) out[c - c0] = bf16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
       break;
     case DType::F16:
-      for (int64_t c = 0; c < w.cols; c++) out[c] = f16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
+      for (int64_t c = c0; c < c1; c++) out[c - c0] = f16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
       break;
     default: throw std::runtime_error(std::string("no kernel for weight dtype ") + dtype_name(w.dtype));
   }
+}
+}  // namespace
+
+Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage) {
+  const int64_t N = w.outputs(), K = w.inputs(), row_bytes = quant_row_bytes(target, K), blocks = quant_row_scales(K);
+  const size_t scales_at = (size_t(N * row_bytes) + 63) / 64 * 64;
+  storage.assign(scales_at + size_t(N * blocks) * 2, 0);
+  auto* scales = reinterpret_cast<uint16_t*>(storage.data() + scales_at);
+  // Outputs in groups; an [in, out] matrix is read a group of columns at a time, row by row, into `tile`.
+  const int64_t group = 64;
+  parallel_items((N + group - 1) / group, group * 4 * K, [&](int64_t g0, int64_t g1) {
+    std::vector<float> tile(w.in_out ? size_t(K * group) : 0), row(K);
+    for (int64_t g = g0; g < g1; g++) {
+      const int64_t n0 = g * group, n1 = std::min(N, n0 + group);
+      if (w.in_out)
+        for (int64_t k = 0; k < K; k++) widen_range(w, k, n0, n1, tile.data() + k * group);
+      for (int64_t n = n0; n < n1; n++) {
+        if (w.in_out)
+          for (int64_t k = 0; k < K; k++) row[k] = tile[k * group + (n - n0)];
+        else
+          row_to_f32(w, n, row.data());
+        quantize_row(target, row.data(), K, storage.data() + n * row_bytes, scales + n * blocks);
+      }
+    }
+  });
+  Matrix q;
+  q.dtype = target;
+  q.data = storage.data();
+  q.rows = N;
+  q.cols = K;
+  q.scales = scales;
+  return q;
+}
+
+
+void row_to_f32(const Matrix& w, int64_t row, float* out) {
+  if (is_block_quantized(w.dtype)) {
+    const Matrix r = w.slice_rows(row, 1);
+    return dequantize_row(w.dtype, static_cast<const uint8_t*>(r.data), r.scales, w.cols, out);
+  }
+  widen_range(w, row, 0, w.cols, out);
 }
 
 void to_f32(const Matrix& w, float* out) {

@@ -13,14 +13,23 @@
 
 namespace l4 {
 
-// A row-major 2-D view of weight data (often straight into the mmapped checkpoint).
+// A 2-D view of weight data (often straight into the mmapped checkpoint). Rows are row-major, `stride`
+// elements apart. Block-quantized dtypes (Q8, Q4: see quantized.h) are always stored output-major, rows
+// padded, with an f16 scale per block in `scales`.
 struct Matrix {
   DType dtype = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
   int64_t stride = 0;  // elements from one row to the next; 0 = cols (packed)
+  // The product x . W reads W as [in, out] (the fused experts' layout: rows = in) rather than [out, in]
+  // (nn.Linear). Never set on quantized matrices, which are [out, in] whatever layout they came from.
+  bool in_out = false;
+  const uint16_t* scales = nullptr;  // Q8 / Q4 only
   int64_t ld() const { return stride ? stride : cols; }
-  Matrix slice_rows(int64_t first, int64_t count) const;  // rows [first, first+count)
+  int64_t inputs() const { return in_out ? rows : cols; }
+  int64_t outputs() const { return in_out ? cols : rows; }
+  size_t bytes() const;                                  // weight data (with scales) this view covers
+  Matrix slice_rows(int64_t first, int64_t count) const;  // stored rows [first, first+count)
 };
 
 // One product y = x . W (or y += x . W): `tokens` rows of x, ldx floats apart, each as long as W's inner
@@ -37,6 +46,8 @@ struct Product {
   // (rows ldx_bf16 apart, an even number, zero-padded), for the AVX512_BF16 kernels.
   const uint16_t* x_bf16 = nullptr;
   int64_t ldx_bf16 = 0;
+  // Quantized weights: x quantized per block (the integer kernels read this, not x).
+  const struct QuantizedActivations* xq = nullptr;
 };
 
 // Element types the kernels are instantiated for (bf16 and f16 are both 16-bit patterns).
@@ -59,6 +70,11 @@ struct KernelTable {
   void (*exp_inplace)(float* x, int64_t n);
 };
 
+// Products with block-quantized weights (Q8 / Q4, [out, in]) on Product::xq: integer dot products per block,
+// scaled and summed in f32 in block order. Outputs [n0, n1).
+using QuantRowsKernel = void (*)(const Product& p, int64_t n0, int64_t n1);
+void quant_rows_scalar(const Product& p, int64_t n0, int64_t n1);
+
 // Kernels for bf16 weights at "medium" precision (Product::x_bf16 set), where the CPU has AVX512_BF16.
 struct Bf16Kernels {
   void (*linear_rows)(const Product& p, int64_t n0, int64_t n1, float* scratch);
@@ -70,6 +86,8 @@ const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
 Bf16Kernels avx512_bf16_kernels();
+QuantRowsKernel avx2_quant_kernel();         // vpmaddubsw
+QuantRowsKernel avx512_vnni_quant_kernel();  // vpdpbusd
 #endif
 
 // The kernel sets this CPU can run, best first ("avx512", "avx2", "scalar"). LLAMA4_TS_KERNELS=<name>
@@ -92,15 +110,17 @@ struct MatmulJob {
   const float* x;  // [tokens, in]
   int64_t tokens;
   Matrix w;
-  bool in_out;  // W is [in, out] (the fused experts) rather than [out, in] (nn.Linear)
-  float* y;     // [tokens, out]
+  float* y;  // [tokens, out]
 };
 // Runs independent products (an attention's q/k/v, every expert of a layer with the shared expert) as one
 // parallel job, so the threads meet once for all of them; each thread takes its share of every product.
 void matmul_batch(const std::vector<MatmulJob>& jobs);
-// One product (W [out, in], or [in, out] when in_out) on a named kernel set of available_kernels(): lets a test
-// compare every set the CPU has, in one process.
-void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, bool in_out, float* y);
+// One product on a named kernel set of available_kernels(): lets a test compare every set the CPU has, in one
+// process.
+void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, float* y);
+// A float matrix quantized to Q8 / Q4 (load-time quantization, tests): `storage` receives the quants and scales
+// the returned view points to. An [in, out] matrix comes out transposed to [out, in].
+Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage);
 
 // The same two products on the calling thread alone, over output columns [n0, n1), for callers that split work
 // across threads themselves: W [out, in] (nn.Linear) and W [in, out].

@@ -58,8 +58,7 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
                                                             size_t(nH / kvH) * size_t(s.P + s.T) * sizeof(float);
   meter.hold(scratch);
 
-  matmul_batch({{h, s.N, w.q_proj, false, q}, {h, s.N, w.k_proj, false, k.data()},
-                {h, s.N, w.v_proj, false, v.data()}});
+  matmul_batch({{h, s.N, w.q_proj, q}, {h, s.N, w.k_proj, k.data()}, {h, s.N, w.v_proj, v.data()}});
   add_bias(q, w.q_bias, s.N);
   add_bias(k.data(), w.k_bias, s.N);
   add_bias(v.data(), w.v_bias, s.N);

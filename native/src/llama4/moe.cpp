@@ -15,7 +15,7 @@ void mlp(const MlpWeights& w, const float* x, int64_t tokens, Workspace& work, S
   float* up = work.get(Workspace::kUp, tokens * inner);
   const size_t bytes = 2 * sizeof(float) * size_t(tokens * inner);
   meter.hold(bytes);
-  matmul_batch({{x, tokens, w.gate_proj, false, gate}, {x, tokens, w.up_proj, false, up}});
+  matmul_batch({{x, tokens, w.gate_proj, gate}, {x, tokens, w.up_proj, up}});
   silu_mul(gate, up, inner, tokens, inner, gate);
   linear(gate, tokens, w.down_proj, nullptr, out);
   meter.release(bytes);
@@ -76,14 +76,13 @@ void moe(const TextConfig& c, const MoeWeights& w, const float* h, int64_t token
   float* shared_up = work.get(Workspace::kUp, tokens * shared_inner);
   const size_t shared_bytes = 2 * sizeof(float) * size_t(tokens * shared_inner);
   meter.hold(shared_bytes);
-  std::vector<MatmulJob> up_jobs{{h, tokens, shared.gate_proj, false, shared_gate},
-                                 {h, tokens, shared.up_proj, false, shared_up}};
-  std::vector<MatmulJob> down_jobs{{shared_gate, tokens, shared.down_proj, false, out}};
+  std::vector<MatmulJob> up_jobs{{h, tokens, shared.gate_proj, shared_gate}, {h, tokens, shared.up_proj, shared_up}};
+  std::vector<MatmulJob> down_jobs{{shared_gate, tokens, shared.down_proj, out}};
   for (int64_t e = 0; e < E; e++) {
     const int64_t n_e = first[e + 1] - first[e];
     if (n_e == 0) continue;
-    up_jobs.push_back({xin + first[e] * H, n_e, w.gate_up_proj.slice_rows(e * H, H), true, gate_up + first[e] * 2 * I});
-    down_jobs.push_back({act + first[e] * I, n_e, w.down_proj.slice_rows(e * I, I), true, eout + first[e] * H});
+    up_jobs.push_back({xin + first[e] * H, n_e, w.gate_up_proj[e], gate_up + first[e] * 2 * I});
+    down_jobs.push_back({act + first[e] * I, n_e, w.down_proj[e], eout + first[e] * H});
   }
   matmul_batch(up_jobs);
   silu_mul(gate_up, gate_up + I, 2 * I, R, I, act);  // gate and up side by side in each row

@@ -11,7 +11,7 @@ namespace l4 {
 
 namespace {
 
-size_t matrix_bytes(const Matrix& m) { return size_t(m.rows) * size_t(m.cols) * dtype_size(m.dtype); }
+
 
 // Batch shapes, padding and RoPE positions of one call (the cache's past positions included).
 Step make_step(const ForwardRequest& req) {
@@ -117,7 +117,7 @@ size_t TextModel::converted_weight_bytes() const {
 
 std::vector<WeightStat> TextModel::weight_stats() const {
   std::map<std::pair<std::string, std::string>, size_t> by;
-  auto add = [&](const std::string& module, const Matrix& m) { by[{module, dtype_name(m.dtype)}] += matrix_bytes(m); };
+  auto add = [&](const std::string& module, const Matrix& m) { by[{module, dtype_name(m.dtype)}] += m.bytes(); };
   auto add_f32 = [&](const std::string& module, const std::vector<float>& v) { by[{module, "F32"}] += bytes_of(v); };
   const TextWeights& w = weights_;
   add("embed_tokens", w.embed_tokens);
@@ -130,8 +130,8 @@ std::vector<WeightStat> TextModel::weight_stats() const {
     for (const auto* b : {&l.self_attn.q_bias, &l.self_attn.k_bias, &l.self_attn.v_bias, &l.self_attn.o_bias}) add_f32("attention", *b);
     if (l.is_moe) {
       add("router", l.moe.router);
-      add("experts", l.moe.gate_up_proj);
-      add("experts", l.moe.down_proj);
+      for (const std::vector<Matrix>* experts : {&l.moe.gate_up_proj, &l.moe.down_proj})
+        for (const Matrix& m : *experts) add("experts", m);
       for (const Matrix* m : {&l.moe.shared_expert.gate_proj, &l.moe.shared_expert.up_proj, &l.moe.shared_expert.down_proj})
         add("shared_expert", *m);
     } else {

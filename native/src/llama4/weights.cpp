@@ -18,8 +18,9 @@ bool is_float(DType t) { return t == DType::F32 || t == DType::BF16 || t == DTyp
 
 WeightLoader::WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype)
     : ckpt_(ckpt), config_(config), dtype_(dtype) {
-  if (dtype_ != "auto" && dtype_ != "float32" && dtype_ != "bfloat16" && dtype_ != "float16")
-    throw std::runtime_error("dtype \"" + dtype_ + "\" is not supported (auto, float32, bfloat16, float16)");
+  if (dtype_ != "auto" && dtype_ != "float32" && dtype_ != "bfloat16" && dtype_ != "float16" && dtype_ != "q8" &&
+      dtype_ != "q4")
+    throw std::runtime_error("dtype \"" + dtype_ + "\" is not supported (auto, float32, bfloat16, float16, q8, q4)");
 }
 
 const TensorInfo& WeightLoader::tensor(const std::string& name, const std::vector<int64_t>& shape) {
@@ -57,6 +58,35 @@ Matrix WeightLoader::matrix(const std::string& name, std::vector<int64_t> shape)
   m.data = buf->data();
   owned_.push_back(std::move(buf));
   return m;
+}
+
+Matrix WeightLoader::quantized(const Matrix& m, DType target) {
+  auto buf = std::make_unique<std::vector<uint8_t>>();
+  const Matrix q = quantize_matrix(m, target, *buf);
+  converted_bytes_ += buf->size();
+  owned_.push_back(std::move(buf));
+  return q;
+}
+
+Matrix WeightLoader::linear_weight(const std::string& name, std::vector<int64_t> shape, bool lm_head) {
+  const Matrix m = matrix(name, std::move(shape));
+  if (dtype_ != "q8" && dtype_ != "q4") return m;
+  // lm_head stays at 8 bits under q4 as well: its errors go straight into every logit.
+  const Matrix q = quantized(m, dtype_ == "q8" || lm_head ? DType::Q8 : DType::Q4);
+  ckpt_.release(name);
+  return q;
+}
+
+std::vector<Matrix> WeightLoader::experts(const std::string& name, int64_t E, int64_t in, int64_t out) {
+  const Matrix all = matrix(name, {E, in, out});
+  std::vector<Matrix> views;
+  for (int64_t e = 0; e < E; e++) {
+    Matrix v = all.slice_rows(e * in, in);
+    v.in_out = true;
+    views.push_back(dtype_ == "q8" || dtype_ == "q4" ? quantized(v, dtype_ == "q8" ? DType::Q8 : DType::Q4) : v);
+  }
+  if (dtype_ == "q8" || dtype_ == "q4") ckpt_.release(name);
+  return views;
 }
 
 std::vector<float> WeightLoader::vector_f32(const std::string& name, int64_t size) { return tensor_f32(name, {size}); }
@@ -100,7 +130,8 @@ TextWeights WeightLoader::load() {
   const int64_t E = c.num_local_experts, I = c.intermediate_size;
   w.embed_tokens = matrix(prefix + "embed_tokens.weight", {V, H});
   w.norm = vector_f32(prefix + "norm.weight", H);
-  if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = matrix(head, {V, H});
+  if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = linear_weight(head, {V, H}, true);
+  else if (dtype_ == "q8" || dtype_ == "q4") w.lm_head = quantized(w.embed_tokens, DType::Q8);
   else w.lm_head = w.embed_tokens;
 
   for (int64_t i = 0; i < c.num_hidden_layers; i++) {
@@ -109,10 +140,10 @@ TextWeights WeightLoader::load() {
     l.input_layernorm = vector_f32(p + "input_layernorm.weight", H);
     l.post_attention_layernorm = vector_f32(p + "post_attention_layernorm.weight", H);
     AttentionWeights& a = l.self_attn;
-    a.q_proj = matrix(p + "self_attn.q_proj.weight", {c.num_attention_heads * D, H});
-    a.k_proj = matrix(p + "self_attn.k_proj.weight", {c.num_key_value_heads * D, H});
-    a.v_proj = matrix(p + "self_attn.v_proj.weight", {c.num_key_value_heads * D, H});
-    a.o_proj = matrix(p + "self_attn.o_proj.weight", {H, c.num_attention_heads * D});
+    a.q_proj = linear_weight(p + "self_attn.q_proj.weight", {c.num_attention_heads * D, H});
+    a.k_proj = linear_weight(p + "self_attn.k_proj.weight", {c.num_key_value_heads * D, H});
+    a.v_proj = linear_weight(p + "self_attn.v_proj.weight", {c.num_key_value_heads * D, H});
+    a.o_proj = linear_weight(p + "self_attn.o_proj.weight", {H, c.num_attention_heads * D});
     if (c.attention_bias) {
       a.q_bias = vector_f32(p + "self_attn.q_proj.bias", c.num_attention_heads * D);
       a.k_bias = vector_f32(p + "self_attn.k_proj.bias", c.num_key_value_heads * D);
@@ -123,16 +154,16 @@ TextWeights WeightLoader::load() {
     if (l.is_moe) {
       const std::string f = p + "feed_forward.";
       l.moe.router = matrix(f + "router.weight", {E, H});
-      l.moe.gate_up_proj = matrix(f + "experts.gate_up_proj", {E, H, 2 * I});
-      l.moe.down_proj = matrix(f + "experts.down_proj", {E, I, H});
-      l.moe.shared_expert.gate_proj = matrix(f + "shared_expert.gate_proj.weight", {I, H});
-      l.moe.shared_expert.up_proj = matrix(f + "shared_expert.up_proj.weight", {I, H});
-      l.moe.shared_expert.down_proj = matrix(f + "shared_expert.down_proj.weight", {H, I});
+      l.moe.gate_up_proj = experts(f + "experts.gate_up_proj", E, H, 2 * I);
+      l.moe.down_proj = experts(f + "experts.down_proj", E, I, H);
+      l.moe.shared_expert.gate_proj = linear_weight(f + "shared_expert.gate_proj.weight", {I, H});
+      l.moe.shared_expert.up_proj = linear_weight(f + "shared_expert.up_proj.weight", {I, H});
+      l.moe.shared_expert.down_proj = linear_weight(f + "shared_expert.down_proj.weight", {H, I});
     } else {
       const int64_t M = c.intermediate_size_mlp;
-      l.mlp.gate_proj = matrix(p + "feed_forward.gate_proj.weight", {M, H});
-      l.mlp.up_proj = matrix(p + "feed_forward.up_proj.weight", {M, H});
-      l.mlp.down_proj = matrix(p + "feed_forward.down_proj.weight", {H, M});
+      l.mlp.gate_proj = linear_weight(p + "feed_forward.gate_proj.weight", {M, H});
+      l.mlp.up_proj = linear_weight(p + "feed_forward.up_proj.weight", {M, H});
+      l.mlp.down_proj = linear_weight(p + "feed_forward.down_proj.weight", {H, M});
     }
     w.layers.push_back(std::move(l));
   }

@@ -21,9 +21,11 @@ struct MlpWeights {  // Llama4TextMLP: down(silu(gate(x)) * up(x))
 };
 
 struct MoeWeights {  // Llama4TextMoe
-  Matrix router;        // [E, H]
-  Matrix gate_up_proj;  // [E*H, 2I]: expert e is rows [e*H, (e+1)*H)
-  Matrix down_proj;     // [E*I, H]:  expert e is rows [e*I, (e+1)*I)
+  Matrix router;  // [E, H]
+  // Llama4TextExperts, one view per expert: gate_up_proj[e] maps H inputs to 2I outputs (gate, then up),
+  // down_proj[e] I inputs to H. Float views are slices of the fused [E, H, 2I] / [E, I, H] tensors (in_out);
+  // quantized ones are [out, in] matrices.
+  std::vector<Matrix> gate_up_proj, down_proj;
   MlpWeights shared_expert;
 };
 
@@ -67,7 +69,9 @@ struct VisionWeights {  // Llama4VisionModel + Llama4MultiModalProjector
 };
 
 // `dtype`: "auto" / "float32" keep the checkpoint's dtype (f32 math on widened values);
-// "bfloat16" / "float16" convert floating weights to that dtype once at load.
+// "bfloat16" / "float16" convert floating weights to that dtype once at load; "q8" / "q4" quantize the text
+// model's linear layers (attention, MLPs, experts; lm_head to q8) block-wise at load, keeping the router,
+// embeddings, norms and vision tower as they are (see quantized.h).
 class WeightLoader {
  public:
   WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype);
@@ -77,6 +81,11 @@ class WeightLoader {
 
  private:
   Matrix matrix(const std::string& name, std::vector<int64_t> shape);
+  // A linear layer's weight, quantized when dtype asks for it.
+  Matrix linear_weight(const std::string& name, std::vector<int64_t> shape, bool lm_head = false);
+  // Expert e of a fused [E, in, out] experts tensor, as linear_weight gives it.
+  std::vector<Matrix> experts(const std::string& name, int64_t E, int64_t in, int64_t out);
+  Matrix quantized(const Matrix& m, DType target);
   std::vector<float> vector_f32(const std::string& name, int64_t size);
   std::vector<float> tensor_f32(const std::string& name, const std::vector<int64_t>& shape);
   LayerNormWeights layer_norm(const std::string& prefix, int64_t size);

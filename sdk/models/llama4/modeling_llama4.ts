@@ -23,7 +23,11 @@ function describeTensor(value: unknown): string {
 export type AttnImplementation = "eager" | "sdpa" | "flex_attention";
 
 export interface FromPretrainedOptions extends PretrainedOptions {
-  /** "auto" (the checkpoint's dtype), "float32", "bfloat16", "float16", or torch.<dtype>. */
+  /**
+   * "auto" (the checkpoint's dtype), "float32", "bfloat16", "float16", or torch.<dtype>; or "q8" / "q4" to
+   * quantize the text model's linear layers at load (8 / 4-bit blocks of 32 with an f16 scale each; lm_head at
+   * 8 bits; router, embeddings, norms and vision tower unchanged).
+   */
   dtype?: unknown;
   /** Older transformers spelling of `dtype`. */
   torch_dtype?: unknown;
