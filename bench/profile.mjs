@@ -1,4 +1,4 @@
-// `node bench/profile.mjs [--shape moe|large-vocab] [--threads N] [--precision highest|medium]`: where one prefill (512 tokens) and one
+// `node bench/profile.mjs [--shape moe|large-vocab] [--threads N] [--precision highest|medium] [--dtype auto|q8|q4]`: where one prefill (512 tokens) and one
 // decode step (after a 512-token prompt) spend their time, op by op, on a benchmark checkpoint (made by
 // `npm run bench` first). Samples the engine with Linux perf (`apt-get install linux-perf`) and sorts the
 // forward thread's call stacks into ops with bench/profile_ops.py.
@@ -14,6 +14,7 @@ const flag = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) 
 const shape = flag("--shape", "moe");
 const threads = Number(flag("--threads", availableParallelism()));
 const precision = flag("--precision", "highest");  // torch.set_float32_matmul_precision
+const dtype = flag("--dtype", "auto");  // from_pretrained's dtype: q8 / q4 quantize at load
 const dir = join(HERE, ".cache", `${shape}-v1`);
 
 if (spawnSync("perf", ["--version"]).status !== 0) {
@@ -24,12 +25,12 @@ if (spawnSync("perf", ["--version"]).status !== 0) {
 // The workload runs in a child: it loads and warms up, says READY, waits for GO, runs the phase, says DONE.
 const WORKLOAD = `
   const sdk = require(${JSON.stringify(join(HERE, "..", "dist", "sdk", "index.js"))});
-  const [dir, phase, threads, precision] = process.argv.slice(1);
+  const [dir, phase, threads, precision, dtype] = process.argv.slice(1);
   sdk.setNumThreads(Number(threads));
   sdk.torch.set_float32_matmul_precision(precision);
   const ids = Array.from({ length: 512 }, (_, i) => 1 + (i * 7919) % 8000);
   (async () => {
-    const model = await sdk.Llama4ForCausalLM.from_pretrained(dir);
+    const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, { dtype });
     let out = await model.forward({ input_ids: [ids], use_cache: true, logits_to_keep: 1 });
     for (let i = 0; i < 4; i++) out = await model.forward({ input_ids: [[5]], past_key_values: out.past_key_values, logits_to_keep: 1 });
     process.stdout.write("READY\\n");
@@ -47,7 +48,7 @@ const WORKLOAD = `
 
 async function profile(phase) {
   const work = join(mkdtempSync(join(tmpdir(), "llama4-ts-profile-")), "perf.data");
-  const child = spawn(process.execPath, ["-e", WORKLOAD, dir, phase, String(threads), precision], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["-e", WORKLOAD, dir, phase, String(threads), precision, dtype], { stdio: ["pipe", "pipe", "inherit"] });
   let perf;
   const perCallMs = await new Promise((resolve, reject) => {
     child.on("exit", (code) => code && reject(new Error(`the workload exited with ${code}`)));

@@ -27,12 +27,17 @@ const SHAPES = ["large-vocab", "moe"];
 const CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time";
 const CHECK_TOKENS = 32;
 
+// Weight formats compared: bf16 (ours in f32 and "medium" math), q8 (ours against llama.cpp's Q8_0) and q4 (ours
+// against Q4_0, with Q4_K_M reported). The quantized GGUFs are made from the bf16 one by llama-quantize.
+const WEIGHTS = ["bf16", "q8", "q4"];
+const LLAMA_QUANT = { q8: ["Q8_0"], q4: ["Q4_0", "Q4_K_M"] };
+
 const USAGE =
-  "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--repeats N] [--rounds N] [--prompt-tokens N] " +
-  "[--new-tokens N] [--torch] [--check-f32]";
+  "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--weights bf16,q8,q4] [--repeats N] [--rounds N] " +
+  "[--prompt-tokens N] [--new-tokens N] [--torch] [--check-f32]";
 
 function parseArgs(argv) {
-  const opts = { threads: availableParallelism(), shapes: SHAPES, repeats: 3, rounds: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false };
+  const opts = { threads: availableParallelism(), shapes: SHAPES, weights: WEIGHTS, repeats: 3, rounds: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false };
   const numeric = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats", "--rounds": "rounds" };
   const fail = (arg) => {
     console.error(`${USAGE} (bad: ${arg})`);
@@ -50,6 +55,10 @@ function parseArgs(argv) {
       if (value === "all") opts.shapes = SHAPES;
       else if (SHAPES.includes(value)) opts.shapes = [value];
       else fail(arg);
+    } else if (flag === "--weights") {
+      const value = (inline ?? argv[++i] ?? "").split(",");
+      if (!value.length || !value.every((w) => WEIGHTS.includes(w))) fail(arg);
+      opts.weights = WEIGHTS.filter((w) => value.includes(w));
     } else if (numeric[flag]) {
       const value = Number(inline ?? argv[++i]);
       if (!Number.isInteger(value) || value < 1) fail(arg);
@@ -82,7 +91,7 @@ function buildOnce(path, what, write) {
 }
 
 function ensureLlamaCpp() {
-  const bins = ["llama-bench", "llama-simple"].map((b) => join(LLAMA_CPP_BIN, b));
+  const bins = ["llama-bench", "llama-simple", "llama-quantize"].map((b) => join(LLAMA_CPP_BIN, b));
   if (bins.every(existsSync)) return;
   console.log("building the llama.cpp baseline (once; takes a while)...");
   run("bash", [join(HERE, "setup_llama_cpp.sh")], "building llama.cpp", { inherit: true });
@@ -109,7 +118,14 @@ function ensureShape(shape, opts) {
       run("python3", [join(HERE, "convert_to_gguf.py"), LLAMA_CPP_TREE, dir, tmp, type], "GGUF conversion"));
     return path;
   };
-  return { dir, gguf: gguf("bf16"), ggufF32: opts.checkF32 ? gguf("f32") : null };
+  const bf16 = gguf("bf16");
+  const quantized = {};
+  for (const type of opts.weights.flatMap((w) => LLAMA_QUANT[w] ?? [])) {
+    quantized[type] = `${dir}.${type}.gguf`;
+    buildOnce(quantized[type], `quantizing the ${shape} GGUF to ${type}`, (tmp) =>
+      run(join(LLAMA_CPP_BIN, "llama-quantize"), [bf16, tmp, type], "llama-quantize"));
+  }
+  return { dir, gguf: bf16, quantized, ggufF32: opts.checkF32 ? gguf("f32") : null };
 }
 
 // Greedy continuation of CHECK_PROMPT by llama-simple, compared with ours by decoded text prefix.
@@ -145,6 +161,18 @@ function paramsPerToken(c) {
   // Everything stored: the whole embedding table and all routed experts instead of one row and top-k.
   const total = perToken - parts.embedding_row + h * c.vocab_size - parts.routed_experts + allExperts;
   return { parts, perToken, allExperts, total };
+}
+
+// Bytes one decode step reads in a weight format, from paramsPerToken's parts. Linear layers take the format's
+// bits (q8 / Q8_0: 34 bytes per 32 weights; q4 / Q4_0: 18); lm_head stays at 8 bits in our q4 and at Q6_K in
+// llama.cpp's Q4_0; router, norms and the embedding row stay bf16 (llama.cpp keeps them f32 / quantized, a
+// rounding error here). Q4_K_M mixes Q4_K and Q6_K: 4.85 bits on average.
+function bytesPerToken(parts, weights) {
+  const linear = parts.attention + parts.shared_expert + parts.routed_experts + parts.dense_mlp;
+  const rest = 2 * (parts.router + parts.norms + parts.embedding_row);
+  const perWeight = { bf16: 2, q8: 34 / 32, Q8_0: 34 / 32, q4: 18 / 32, Q4_0: 18 / 32, Q4_K_M: 4.85 / 8 }[weights];
+  const head = { bf16: 2, q8: 34 / 32, Q8_0: 34 / 32, q4: 34 / 32, Q4_0: 210 / 256, Q4_K_M: 210 / 256 }[weights];
+  return linear * perWeight + parts.lm_head * head + rest;
 }
 
 // Deterministic prompt (mulberry32), so every engine and every run sees the same ids.
@@ -193,11 +221,12 @@ async function greedy(model, ids, n, eos = new Set()) {
 }
 
 // precision: torch.set_float32_matmul_precision's "highest" (f32 math on the bf16 weights) or "medium"
-// (activations rounded to bf16 for products with bf16 weights, as llama.cpp computes them).
-async function benchOurs(sdk, dir, config, ids, opts, precision) {
+// (activations rounded to bf16 for products with bf16 weights, as llama.cpp computes them). dtype: "auto" (the
+// checkpoint's bf16) or "q8" / "q4" (quantized at load).
+async function benchOurs(sdk, dir, config, ids, opts, precision, dtype = "auto") {
   sdk.torch.set_float32_matmul_precision(precision);
   const t0 = performance.now();
-  const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, { dtype: "auto" });
+  const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, { dtype });
   const loadS = (performance.now() - t0) / 1000;
   const once = async () => {
     let t = performance.now();
@@ -230,7 +259,9 @@ async function benchOurs(sdk, dir, config, ids, opts, precision) {
   const prefill = runs.map((r) => ids.length / r.prefillS);
   const decode = runs.map((r) => opts.newTokens / r.decodeS);
   return {
-    name: precision === "highest" ? "llama4-ts (bf16 weights, f32 math)" : "llama4-ts (bf16 weights and activations: matmul precision medium)",
+    name: dtype !== "auto" ? `llama4-ts (${dtype}: weights quantized at load)`
+      : precision === "highest" ? "llama4-ts (bf16 weights, f32 math)" : "llama4-ts (bf16 weights and activations: matmul precision medium)",
+    weights: dtype === "auto" ? "bf16" : dtype,
     matmul_precision: precision,
     threads: sdk.getNumThreads(),
     load_s: loadS,
@@ -257,13 +288,14 @@ function pooled(results) {
   return { ...results[0], prefill_tok_s: median(prefill), decode_tok_s: median(decode), prefill_runs: prefill, decode_runs: decode };
 }
 
-function benchLlamaCpp(gguf, ours, opts, check = true) {
+function benchLlamaCpp(gguf, ours, opts, check = true, type = "bf16") {
   // Prefill: pp<P> on an empty cache. Decode: tg<N> after a <P>-token context (-d), the same positions
   // llama4-ts decodes at. llama-bench runs its own warm-up before the timed repetitions.
   const pp = llamaBench(gguf, ["-p", String(opts.promptTokens), "-n", "0"], opts);
   const tg = llamaBench(gguf, ["-p", "0", "-n", String(opts.newTokens), "-d", String(opts.promptTokens)], opts);
   return {
-    name: "llama.cpp (bf16)",
+    name: `llama.cpp (${type})`,
+    weights: type,
     threads: tg.n_threads,
     build: `${tg.build_commit} (build ${tg.build_number})`,
     settings: { type_k: tg.type_k, type_v: tg.type_v, flash_attn: { "-1": "auto", 0: "off", 1: "on" }[tg.flash_attn] ?? tg.flash_attn,
@@ -325,18 +357,31 @@ async function main() {
     const idsPath = join(CACHE, "prompt-ids.json");
     writeFileSync(idsPath, JSON.stringify(ids));
 
-    const engines = ["llama4-ts (highest and medium matmul precision)", "llama.cpp", ...(opts.torch ? ["torch bfloat16", "torch float32"] : [])];
-    console.log(`${shape}: timing ${engines.join(", ")} (${opts.threads} threads)...`);
+    // Every engine x weight format, as [key, run]; each llama4-ts row is compared with the llama.cpp row of the same bits.
+    const entries = [];
+    if (opts.weights.includes("bf16")) {
+      entries.push(["ours", (round) => benchOurs(sdk, dir, config, ids, opts, "highest")]);
+      entries.push(["oursMedium", (round) => benchOurs(sdk, dir, config, ids, opts, "medium")]);
+      entries.push(["llama", (round, rounds) => benchLlamaCpp(paths[shape].gguf, rounds.ours[0], opts, round === 0)]);
+    }
+    for (const bits of opts.weights.filter((w) => w !== "bf16")) {
+      entries.push([`ours_${bits}`, (round) => benchOurs(sdk, dir, config, ids, opts, "highest", bits)]);
+      for (const type of LLAMA_QUANT[bits]) entries.push([`llama_${type}`, () => benchLlamaCpp(paths[shape].quantized[type], null, opts, false, type)]);
+    }
+    console.log(`${shape}: timing ${entries.map(([key]) => key).join(", ")} (${opts.threads} threads)...`);
     // One engine at a time, so they never compete for cores, taking turns for several rounds: the host's
     // memory bandwidth drifts from minute to minute, and taking turns gives every engine the same mix of it.
-    const rounds = { ours: [], oursMedium: [], llama: [] };
+    const rounds = Object.fromEntries(entries.map(([key]) => [key, []]));
     for (let round = 0; round < opts.rounds; round++) {
-      rounds.ours.push(await benchOurs(sdk, dir, config, ids, opts, "highest"));
-      rounds.oursMedium.push(await benchOurs(sdk, dir, config, ids, opts, "medium"));
-      sdk.torch.set_float32_matmul_precision("highest");
-      rounds.llama.push(benchLlamaCpp(paths[shape].gguf, rounds.ours[0], opts, round === 0));
+      for (const [key, bench] of entries) {
+        rounds[key].push(await bench(round, rounds));
+        sdk.torch.set_float32_matmul_precision("highest");
+      }
     }
-    const [ours, oursMedium, llama] = [rounds.ours, rounds.oursMedium, rounds.llama].map(pooled);
+    const pooledRows = entries.map(([key]) => pooled(rounds[key]));
+    const baselineOf = (r) => pooledRows.find((b) => b.name.startsWith("llama.cpp") &&
+      (b.weights === r.weights || (r.weights === "q8" && b.weights === "Q8_0") || (r.weights === "q4" && b.weights === "Q4_0")));
+    for (const r of pooledRows) if (!r.name.startsWith("llama.cpp")) r.baseline = baselineOf(r)?.name ?? null;
     const torchRuns = opts.torch ? ["bfloat16", "float32"].map((d) => benchTorch(dir, d, idsPath, opts)) : [];
 
     const { parts, perToken, allExperts, total: nParams } = paramsPerToken(config);
@@ -357,7 +402,7 @@ async function main() {
         params: perToken, bytes_bf16: bytesPerToken, params_by_part: parts,
         experts_share_of_weights: allExperts / nParams, lm_head_share_of_bytes: parts.lm_head / perToken,
       },
-      results: [ours, oursMedium, llama, ...torchRuns],
+      results: [...pooledRows, ...torchRuns],
     });
     probes.push(measureBandwidth(opts.threads));
   }
@@ -371,14 +416,16 @@ async function main() {
     s.per_token.roofline_decode_tok_s = (bandwidth.best_gb_s * 1e9) / s.per_token.bytes_bf16;
     s.per_token.roofline_median_decode_tok_s = (bandwidth.median_gb_s * 1e9) / s.per_token.bytes_bf16;
     for (const r of s.results) {
-      r.decode_roofline_fraction = r.decode_tok_s / s.per_token.roofline_decode_tok_s;
-      r.decode_median_roofline_fraction = r.decode_tok_s / s.per_token.roofline_median_decode_tok_s;
+      r.bytes_per_token = bytesPerToken(s.per_token.params_by_part, r.weights ?? "bf16");
+      r.decode_roofline_fraction = (r.decode_tok_s * r.bytes_per_token) / (bandwidth.best_gb_s * 1e9);
+      r.decode_median_roofline_fraction = (r.decode_tok_s * r.bytes_per_token) / (bandwidth.median_gb_s * 1e9);
     }
   }
 
   // After all timings: loading an f32 GGUF doubles the page cache footprint and could evict the bf16 weights.
   for (const s of shapes) {
-    if (paths[s.shape].ggufF32) s.results[2].check_f32 = llamaGreedySame(paths[s.shape].ggufF32, s.results[0]);
+    const llama = s.results.find((r) => r.name === "llama.cpp (bf16)");
+    if (paths[s.shape].ggufF32 && llama) llama.check_f32 = llamaGreedySame(paths[s.shape].ggufF32, s.results[0]);
   }
 
   const result = {
@@ -387,8 +434,8 @@ async function main() {
     cpu: cpus()[0]?.model ?? "unknown",
     node: process.version,
     llama4_ts_simd: sdk.simdKernels(),
-    llama_cpp: { build: shapes[0].results[2].build, llama_cpp_python_sdist: LLAMA_CPP_VERSION, ...shapes[0].results[2].settings },
-    torch: shapes[0].results[3] ? { torch: shapes[0].results[3].torch, transformers: shapes[0].results[3].transformers } : null,
+    llama_cpp: (({ build, settings }) => ({ build, llama_cpp_python_sdist: LLAMA_CPP_VERSION, ...settings }))(shapes[0].results.find((r) => r.name.startsWith("llama.cpp"))),
+    torch: (({ torch, transformers } = {}) => (torch ? { torch, transformers } : null))(shapes[0].results.find((r) => r.torch)),
     bandwidth,
     load_average: { start: loadAtStart, end: loadavg()[0] },
     prompt_tokens: opts.promptTokens,
@@ -417,21 +464,21 @@ async function main() {
       `roofline ${s.per_token.roofline_decode_tok_s.toFixed(1)} tok/s at ${bandwidth.best_gb_s.toFixed(1)} GB/s (best pass), ` +
       `${s.per_token.roofline_median_decode_tok_s.toFixed(1)} tok/s at ${bandwidth.median_gb_s.toFixed(1)} GB/s (median)`);
     console.log();
-    const [ours, , llama] = s.results;
+    const ours = s.results.find((r) => r.name === "llama4-ts (bf16 weights, f32 math)");
     const rows = [["engine", "prefill tok/s", "decode tok/s", "decode / roofline (median, best)", "prefill / llama.cpp", "decode / llama.cpp", "greedy = llama4-ts f32"]];
     for (const r of s.results) {
+      const base = s.results.find((b) => b.name === r.baseline);
       let same = "-";
-      if (r === llama) same = `${r.check.same_tokens}/${r.check.of} (text)`;
-      else if (r !== ours) same = `${sameTokens(ours.tokens, r.tokens)}/${opts.newTokens}`;
+      if (r.check) same = r.check.same_tokens !== undefined ? `${r.check.same_tokens}/${r.check.of} (text)` : same;
+      if (ours && r !== ours && r.tokens && !r.name.startsWith("llama.cpp")) same = `${sameTokens(ours.tokens, r.tokens)}/${opts.newTokens}`;
       rows.push([r.name, r.prefill_tok_s.toFixed(1), r.decode_tok_s.toFixed(2),
         `${(100 * r.decode_median_roofline_fraction).toFixed(0)}%, ${(100 * r.decode_roofline_fraction).toFixed(0)}%`,
-        r === llama ? "-" : `${(r.prefill_tok_s / llama.prefill_tok_s).toFixed(2)}x`,
-        r === llama ? "-" : `${(r.decode_tok_s / llama.decode_tok_s).toFixed(2)}x`, same]);
+        base ? `${(r.prefill_tok_s / base.prefill_tok_s).toFixed(2)}x vs ${base.weights}` : "-",
+        base ? `${(r.decode_tok_s / base.decode_tok_s).toFixed(2)}x vs ${base.weights}` : "-", same]);
     }
     console.log(markdownTable(rows));
-    if (llama.check_f32) {
-      console.log(`\ngreedy on the f32 GGUF: llama.cpp = llama4-ts for ${llama.check_f32.same_tokens}/${llama.check_f32.of} tokens`);
-    }
+    const llama = s.results.find((r) => r.check_f32);
+    if (llama) console.log(`\ngreedy on the f32 GGUF: llama.cpp = llama4-ts for ${llama.check_f32.same_tokens}/${llama.check_f32.of} tokens`);
   }
 
   writeFileSync(join(CACHE, "last-result.json"), JSON.stringify(result, null, 2) + "\n");

@@ -468,7 +468,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   l4::quantize_activations(x.data(), in, tokens, in, l4::quant_offset(m.dtype), xq);
   for (int64_t t = 0; t < tokens; t++)
     for (int64_t k = 0; k < in; k++)
-      activations[t * in + k] = float(xq.q(t)[k]) * xq.scales(t)[k / l4::kQuantBlock * l4::kQuantLanes];
+      activations[t * in + k] = float(xq.q(t)[k]) * xq.scales(t)[k / l4::kQuantBlock];
   Napi::Object result = Napi::Object::New(env);
   result.Set("y", to_float32_array(env, std::move(y)));
   result.Set("weight", to_float32_array(env, std::move(weight)));

@@ -1,5 +1,7 @@
 #include "dtype.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 namespace l4 {
@@ -85,6 +87,26 @@ uint16_t f32_to_f16(float f) {
   uint32_t rest = mant & 0x1fff;
   if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++;
   return sign | uint16_t(half);
+}
+
+float e4m3_to_f32(uint8_t b) { return f16_to_f32(e4m3_as_f16_bits(b)) * 256.0f; }
+
+uint8_t f32_to_e4m3(float f) {
+  // The 127 finite non-negative codes in increasing order of value: the nearest one, ties to the even code.
+  static const std::array<float, 127> values = [] {
+    std::array<float, 127> v{};
+    for (int code = 0; code < 127; code++) v[code] = e4m3_to_f32(uint8_t(code));
+    return v;
+  }();
+  if (std::isnan(f)) return 0x7f;
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  const float a = std::min(std::fabs(f), 448.0f);
+  int hi = int(std::lower_bound(values.begin(), values.end(), a) - values.begin());  // first value >= a
+  if (hi == 0) return sign;
+  const int lo = hi - 1;
+  const float below = a - values[lo], above = values[hi] - a;
+  const int code = below < above ? lo : above < below ? hi : (lo % 2 == 0 ? lo : hi);
+  return uint8_t(sign | code);
 }
 
 }  // namespace l4

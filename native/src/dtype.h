@@ -34,4 +34,11 @@ static inline uint16_t f32_to_bf16(float f) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 
+// float8 e4m3fn (torch.float8_e4m3fn): 4 exponent bits (bias 7), 3 mantissa bits, no infinities, largest 448.
+// Its bits shifted into a half-precision pattern give the value times 2^-8 (subnormals included).
+inline uint16_t e4m3_as_f16_bits(uint8_t b) { return uint16_t((b & 0x7f) << 7 | (b & 0x80) << 8); }
+float e4m3_to_f32(uint8_t b);
+// Round to nearest (ties to even), saturating at +-448, as fbgemm's and compressed-tensors' casts (after their clamp).
+uint8_t f32_to_e4m3(float f);
+
 }  // namespace l4

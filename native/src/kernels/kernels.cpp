@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -17,8 +18,9 @@ namespace l4 {
 Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
   Matrix m = *this;
   if (is_block_quantized(dtype)) {
-    m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(quant_row_bytes(dtype, cols));
-    m.scales = scales + first * quant_row_scales(cols);
+    if (first % kQuantRows) throw std::logic_error("a view of quantized rows must start at a group of 16");
+    m.data = static_cast<const uint8_t*>(data) + size_t(first / kQuantRows) * size_t(quant_group_bytes(dtype, cols));
+    m.scales = scales + first / kQuantRows * quant_blocks(cols) * kQuantRows;
   } else {
     m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(ld()) * dtype_size(dtype);
   }
@@ -27,7 +29,8 @@ Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
 }
 
 size_t Matrix::bytes() const {
-  if (is_block_quantized(dtype)) return size_t(rows) * size_t(quant_row_bytes(dtype, cols) + 2 * quant_row_scales(cols));
+  if (is_block_quantized(dtype))
+    return size_t(quant_groups(rows)) * size_t(quant_group_bytes(dtype, cols) + 2 * quant_blocks(cols) * kQuantRows);
   return size_t(rows) * size_t(cols) * dtype_size(dtype);
 }
 
@@ -181,9 +184,10 @@ void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
     for (int64_t part = part0; part < part1; part++)
       for (size_t j = 0; j < jobs.size(); j++) {
         const int64_t N = products[j].ldy;
-        const int64_t units = (N + k.column_unit - 1) / k.column_unit;
-        const int64_t c0 = std::min(N, units * part / parts * k.column_unit);
-        const int64_t c1 = std::min(N, units * (part + 1) / parts * k.column_unit);
+        const int64_t unit = products[j].xq ? kQuantRows : k.column_unit;  // quantized rows come in groups
+        const int64_t units = (N + unit - 1) / unit;
+        const int64_t c0 = std::min(N, units * part / parts * unit);
+        const int64_t c1 = std::min(N, units * (part + 1) / parts * unit);
         if (jobs[j].tokens > 0 && c0 < c1) product_columns(k, products[j], jobs[j].w.in_out, c0, c1);
       }
   });
@@ -251,27 +255,31 @@ void widen_range(const Matrix& w, int64_t row, int64_t c0, int64_t c1, float* ou
 }  // namespace
 
 Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage) {
-  const int64_t N = w.outputs(), K = w.inputs(), row_bytes = quant_row_bytes(target, K), blocks = quant_row_scales(K);
-  const size_t scales_at = (size_t(N * row_bytes) + 63) / 64 * 64;
-  storage.assign(scales_at + size_t(N * blocks) * 2, 0);
+  const int64_t N = w.outputs(), K = w.inputs();
+  const size_t quant_bytes = size_t(quant_groups(N) * quant_group_bytes(target, K));
+  const size_t scales_at = (quant_bytes + 63) / 64 * 64;
+  storage.assign(scales_at + size_t(quant_groups(N) * quant_blocks(K) * kQuantRows) * 2, 0);
   auto* scales = reinterpret_cast<uint16_t*>(storage.data() + scales_at);
-  // Outputs in groups; an [in, out] matrix is read a group of columns at a time, row by row, into `tile`.
-  const int64_t group = 64;
-  parallel_items((N + group - 1) / group, group * 4 * K, [&](int64_t g0, int64_t g1) {
-    std::vector<float> tile(w.in_out ? size_t(K * group) : 0), row(K);
-    for (int64_t g = g0; g < g1; g++) {
-      const int64_t n0 = g * group, n1 = std::min(N, n0 + group);
-      if (w.in_out)
-        for (int64_t k = 0; k < K; k++) widen_range(w, k, n0, n1, tile.data() + k * group);
-      for (int64_t n = n0; n < n1; n++) {
-        if (w.in_out)
-          for (int64_t k = 0; k < K; k++) row[k] = tile[k * group + (n - n0)];
-        else
-          row_to_f32(w, n, row.data());
-        quantize_row(target, row.data(), K, storage.data() + n * row_bytes, scales + n * blocks);
+  std::function<void(int64_t, float*)> row = [&](int64_t n, float* out) { row_to_f32(w, n, out); };
+  std::vector<float> transposed;
+  if (w.in_out) {
+    // Output n is column n of an [in, out] matrix: transposed through f32 first (one expert at a time, a few
+    // hundred MB at most for Scout's).
+    transposed.resize(size_t(N * K));
+    const int64_t tile = 64;  // transposed in tiles, so neither side is read or written a row stride apart
+    parallel_items((K + tile - 1) / tile, tile * N, [&](int64_t k_tile0, int64_t k_tile1) {
+      std::vector<float> rows(size_t(tile * N));
+      for (int64_t kt = k_tile0; kt < k_tile1; kt++) {
+        const int64_t k0 = kt * tile, k1 = std::min(K, k0 + tile);
+        for (int64_t k = k0; k < k1; k++) widen_range(w, k, 0, N, rows.data() + (k - k0) * N);
+        for (int64_t n0 = 0; n0 < N; n0 += tile)
+          for (int64_t n = n0; n < std::min(N, n0 + tile); n++)
+            for (int64_t k = k0; k < k1; k++) transposed[n * K + k] = rows[(k - k0) * N + n];
       }
-    }
-  });
+    });
+    row = [&](int64_t n, float* out) { std::copy(transposed.begin() + n * K, transposed.begin() + (n + 1) * K, out); };
+  }
+  quantize_rows(target, N, K, row, storage.data(), scales);
   Matrix q;
   q.dtype = target;
   q.data = storage.data();
@@ -281,12 +289,8 @@ Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& stor
   return q;
 }
 
-
 void row_to_f32(const Matrix& w, int64_t row, float* out) {
-  if (is_block_quantized(w.dtype)) {
-    const Matrix r = w.slice_rows(row, 1);
-    return dequantize_row(w.dtype, static_cast<const uint8_t*>(r.data), r.scales, w.cols, out);
-  }
+  if (is_block_quantized(w.dtype)) return dequantize_row(w.dtype, static_cast<const uint8_t*>(w.data), w.scales, w.cols, row, out);
   widen_range(w, row, 0, w.cols, out);
 }
 

@@ -1,9 +1,9 @@
 // How the integer kernels for Q8 / Q4 weights walk a product, shared by the instruction-set files
-// (quant_avx2.cpp, quant_avx512_vnni.cpp). `Set` provides tile<Q4, R, TT>(p, w, s, row_step, t0, y): R stored
-// rows (row_step rows apart, from quants w and scales s) against TT tokens from t0, writing
-// y[t * p.ldy + r * row_step]. A tile's result does not depend on its shape, so every token gets the same
-// output whether it is decoded alone or prefilled with others. `Set` has internal linkage in each file, so
-// these instantiations never mix instruction sets.
+// (quant_avx2.cpp, quant_avx512_vnni.cpp). `Set` provides kGroups (1 or 2), kTokens and
+// tile<Q4, R, TT>(p, g, step, t0, n_end): the row groups g, g + step, ... (R of them) against TT tokens from t0,
+// writing y[t * p.ldy + n] for the rows n < n_end. A tile's result does not depend on its shape, so a token
+// gets the same outputs whether it is decoded alone or prefilled with others. `Set` has internal linkage in
+// each file, so these instantiations never mix instruction sets.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -14,42 +14,40 @@
 namespace l4 {
 namespace quant_driver {
 
-constexpr int kTokens = 4;                   // tokens per tile: each weight vector serves them all
-constexpr int64_t kBlockBytes = 128 * 1024;  // many tokens: rows kept in L2 while every token passes
+constexpr int64_t kBlockBytes = 128 * 1024;  // many tokens: row groups kept in L2 while every token passes
 
-template <class Set, bool Q4, int R>
-void tile_tokens(const Product& p, const uint8_t* w, const uint16_t* s, int64_t row_step, int64_t t0, int64_t tt, float* y) {
-  switch (tt) {
-    case 4: return Set::template tile<Q4, R, 4>(p, w, s, row_step, t0, y);
-    case 3: return Set::template tile<Q4, R, 3>(p, w, s, row_step, t0, y);
-    case 2: return Set::template tile<Q4, R, 2>(p, w, s, row_step, t0, y);
-    default: return Set::template tile<Q4, R, 1>(p, w, s, row_step, t0, y);
+template <class Set, bool Q4, int R, int TT = Set::kTokens>
+void tile_tokens(const Product& p, int64_t g, int64_t step, int64_t t0, int64_t tt, int64_t n_end) {
+  if constexpr (TT > 1) {
+    if (tt < TT) return tile_tokens<Set, Q4, R, TT - 1>(p, g, step, t0, tt, n_end);
   }
+  Set::template tile<Q4, R, TT>(p, g, step, t0, n_end);
 }
 
+// Outputs [n0, n1): n0 starts a group of 16 rows, n1 ends one or is the last row.
 template <class Set, bool Q4>
 void quant_rows(const Product& p, int64_t n0, int64_t n1) {
-  const int64_t row_bytes = Q4 ? p.xq->padded / 2 : p.xq->padded, blocks = p.xq->padded / kQuantBlock;
-  const auto* w = static_cast<const uint8_t*>(p.w.data);
-  auto rows_at = [&](int64_t n) { return w + n * row_bytes; };
-  auto scales_at = [&](int64_t n) { return p.w.scales + n * blocks; };
-  if (p.tokens <= kTokens) {
-    // One token group: every row streams from memory once, in pairs from the two halves of the range (two
-    // sequential streams; see kernel_set.h).
-    const int64_t half = (n1 - n0) / 2;
-    for (int64_t n = n0; n < n0 + half; n++)
-      tile_tokens<Set, Q4, 2>(p, rows_at(n), scales_at(n), half, 0, p.tokens, p.y + n);
-    if ((n1 - n0) % 2) tile_tokens<Set, Q4, 1>(p, rows_at(n1 - 1), scales_at(n1 - 1), 0, 0, p.tokens, p.y + n1 - 1);
+  const int64_t g0 = n0 / kQuantRows, g1 = quant_groups(n1);
+  if (p.tokens <= Set::kTokens) {
+    // One token group: every weight streams from memory once. With kGroups = 2, groups go in pairs from the two
+    // halves of the range: two sequential streams (see kernel_set.h).
+    int64_t g = g0;
+    if (Set::kGroups == 2) {
+      const int64_t half = (g1 - g0) / 2;
+      for (; g < g0 + half; g++) tile_tokens<Set, Q4, Set::kGroups>(p, g, half, 0, p.tokens, n1);
+      g += half;
+    }
+    for (; g < g1; g++) tile_tokens<Set, Q4, 1>(p, g, 0, 0, p.tokens, n1);
     return;
   }
-  const int64_t block = std::max<int64_t>(2, kBlockBytes / row_bytes / 2 * 2);
-  for (int64_t b0 = n0; b0 < n1; b0 += block) {
-    const int64_t b1 = std::min(n1, b0 + block);
-    for (int64_t t0 = 0; t0 < p.tokens; t0 += kTokens) {
-      const int64_t tt = std::min<int64_t>(kTokens, p.tokens - t0);
-      int64_t n = b0;
-      for (; n + 2 <= b1; n += 2) tile_tokens<Set, Q4, 2>(p, rows_at(n), scales_at(n), 1, t0, tt, p.y + t0 * p.ldy + n);
-      if (n < b1) tile_tokens<Set, Q4, 1>(p, rows_at(n), scales_at(n), 0, t0, tt, p.y + t0 * p.ldy + n);
+  const int64_t block = std::max<int64_t>(Set::kGroups, kBlockBytes / quant_group_bytes(p.w.dtype, p.w.cols));
+  for (int64_t b0 = g0; b0 < g1; b0 += block) {
+    const int64_t b1 = std::min(g1, b0 + block);
+    for (int64_t t0 = 0; t0 < p.tokens; t0 += Set::kTokens) {
+      const int64_t tt = std::min<int64_t>(Set::kTokens, p.tokens - t0);
+      int64_t g = b0;
+      for (; g + Set::kGroups <= b1; g += Set::kGroups) tile_tokens<Set, Q4, Set::kGroups>(p, g, 1, t0, tt, n1);
+      for (; g < b1; g++) tile_tokens<Set, Q4, 1>(p, g, 0, t0, tt, n1);
     }
   }
 }

@@ -57,7 +57,8 @@ void moe(const TextConfig& c, const MoeWeights& w, const float* h, int64_t token
   for (int64_t e = 0; e < E; e++) first[e + 1] = first[e] + int64_t(routed_to[e].size());
   const int64_t R = first[E];
   float* xin = work.get(Workspace::kExpertInput, R * H);
-  float* gate_up = work.get(Workspace::kExpertGateUp, R * 2 * I);
+  float* gate = work.get(Workspace::kExpertGateUp, R * 2 * I);
+  float* up = gate + R * I;
   float* act = work.get(Workspace::kExpertAct, R * I);
   float* eout = work.get(Workspace::kExpertOutput, R * H);
   float* routed = work.get(Workspace::kRouted, tokens * H);
@@ -81,11 +82,12 @@ void moe(const TextConfig& c, const MoeWeights& w, const float* h, int64_t token
   for (int64_t e = 0; e < E; e++) {
     const int64_t n_e = first[e + 1] - first[e];
     if (n_e == 0) continue;
-    up_jobs.push_back({xin + first[e] * H, n_e, w.gate_up_proj[e], gate_up + first[e] * 2 * I});
+    up_jobs.push_back({xin + first[e] * H, n_e, w.gate_proj[e], gate + first[e] * I});
+    up_jobs.push_back({xin + first[e] * H, n_e, w.up_proj[e], up + first[e] * I});
     down_jobs.push_back({act + first[e] * I, n_e, w.down_proj[e], eout + first[e] * H});
   }
   matmul_batch(up_jobs);
-  silu_mul(gate_up, gate_up + I, 2 * I, R, I, act);  // gate and up side by side in each row
+  silu_mul(gate, up, I, R, I, act);
   silu_mul(shared_gate, shared_up, shared_inner, tokens, shared_inner, shared_gate);
   matmul_batch(down_jobs);
   meter.release(shared_bytes);

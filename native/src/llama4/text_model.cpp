@@ -130,7 +130,7 @@ std::vector<WeightStat> TextModel::weight_stats() const {
     for (const auto* b : {&l.self_attn.q_bias, &l.self_attn.k_bias, &l.self_attn.v_bias, &l.self_attn.o_bias}) add_f32("attention", *b);
     if (l.is_moe) {
       add("router", l.moe.router);
-      for (const std::vector<Matrix>* experts : {&l.moe.gate_up_proj, &l.moe.down_proj})
+      for (const std::vector<Matrix>* experts : {&l.moe.gate_proj, &l.moe.up_proj, &l.moe.down_proj})
         for (const Matrix& m : *experts) add("experts", m);
       for (const Matrix* m : {&l.moe.shared_expert.gate_proj, &l.moe.shared_expert.up_proj, &l.moe.shared_expert.down_proj})
         add("shared_expert", *m);

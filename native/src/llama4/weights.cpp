@@ -77,11 +77,15 @@ Matrix WeightLoader::linear_weight(const std::string& name, std::vector<int64_t>
   return q;
 }
 
-std::vector<Matrix> WeightLoader::experts(const std::string& name, int64_t E, int64_t in, int64_t out) {
+std::vector<Matrix> WeightLoader::experts(const std::string& name, int64_t E, int64_t in, int64_t out, int64_t first,
+                                          int64_t count) {
   const Matrix all = matrix(name, {E, in, out});
   std::vector<Matrix> views;
   for (int64_t e = 0; e < E; e++) {
     Matrix v = all.slice_rows(e * in, in);
+    v.data = static_cast<const uint8_t*>(v.data) + size_t(first) * dtype_size(v.dtype);
+    v.cols = count;
+    v.stride = out;
     v.in_out = true;
     views.push_back(dtype_ == "q8" || dtype_ == "q4" ? quantized(v, dtype_ == "q8" ? DType::Q8 : DType::Q4) : v);
   }
@@ -154,8 +158,9 @@ TextWeights WeightLoader::load() {
     if (l.is_moe) {
       const std::string f = p + "feed_forward.";
       l.moe.router = matrix(f + "router.weight", {E, H});
-      l.moe.gate_up_proj = experts(f + "experts.gate_up_proj", E, H, 2 * I);
-      l.moe.down_proj = experts(f + "experts.down_proj", E, I, H);
+      l.moe.gate_proj = experts(f + "experts.gate_up_proj", E, H, 2 * I, 0, I);
+      l.moe.up_proj = experts(f + "experts.gate_up_proj", E, H, 2 * I, I, I);
+      l.moe.down_proj = experts(f + "experts.down_proj", E, I, H, 0, H);
       l.moe.shared_expert.gate_proj = linear_weight(f + "shared_expert.gate_proj.weight", {I, H});
       l.moe.shared_expert.up_proj = linear_weight(f + "shared_expert.up_proj.weight", {I, H});
       l.moe.shared_expert.down_proj = linear_weight(f + "shared_expert.down_proj.weight", {H, I});

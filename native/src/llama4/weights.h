@@ -22,10 +22,11 @@ struct MlpWeights {  // Llama4TextMLP: down(silu(gate(x)) * up(x))
 
 struct MoeWeights {  // Llama4TextMoe
   Matrix router;  // [E, H]
-  // Llama4TextExperts, one view per expert: gate_up_proj[e] maps H inputs to 2I outputs (gate, then up),
-  // down_proj[e] I inputs to H. Float views are slices of the fused [E, H, 2I] / [E, I, H] tensors (in_out);
-  // quantized ones are [out, in] matrices.
-  std::vector<Matrix> gate_up_proj, down_proj;
+  // Llama4TextExperts, one Llama4TextMLP per expert as transformers splits them under quantization: gate_proj[e]
+  // and up_proj[e] map H inputs to I outputs, down_proj[e] I to H. Float views of the fused [E, H, 2I] / [E, I, H]
+  // tensors are slices of them (in_out; gate and up are the two halves of each row); quantized experts are
+  // [out, in] matrices.
+  std::vector<Matrix> gate_proj, up_proj, down_proj;
   MlpWeights shared_expert;
 };
 
@@ -83,8 +84,8 @@ class WeightLoader {
   Matrix matrix(const std::string& name, std::vector<int64_t> shape);
   // A linear layer's weight, quantized when dtype asks for it.
   Matrix linear_weight(const std::string& name, std::vector<int64_t> shape, bool lm_head = false);
-  // Expert e of a fused [E, in, out] experts tensor, as linear_weight gives it.
-  std::vector<Matrix> experts(const std::string& name, int64_t E, int64_t in, int64_t out);
+  // Every expert's columns [first, first + count) of a fused [E, in, out] experts tensor, as linear_weight gives them.
+  std::vector<Matrix> experts(const std::string& name, int64_t E, int64_t in, int64_t out, int64_t first, int64_t count);
   Matrix quantized(const Matrix& m, DType target);
   std::vector<float> vector_f32(const std::string& name, int64_t size);
   std::vector<float> tensor_f32(const std::string& name, const std::vector<int64_t>& shape);
