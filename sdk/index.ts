@@ -80,6 +80,7 @@ export type {
   WeightMemory,
 } from "./trace";
 export { set_seed, Random } from "./utils/random";
+export { FbgemmFp8Config } from "./utils/quantization_config";
 export { default_model, embedded_model_path, EMBEDDED_MODEL_NAME } from "./embedded";
 export { setNumThreads, getNumThreads, simdKernels, availableKernels } from "./utils/engine";
 export { cancelAll, registerCancellable, unregisterCancellable } from "./utils/cancellation";

@@ -105,7 +105,8 @@ export interface MatmulOptions {
 }
 
 export interface NativeEngine {
-  loadModel(dir: string, options: { dtype: string }): Promise<NativeModel>;
+  /** fbgemmFp8: FbgemmFp8Config's fields as JSON. */
+  loadModel(dir: string, options: { dtype: string; fbgemmFp8?: string }): Promise<NativeModel>;
   setNumThreads(n: number): void;
   numThreads(): number;
   simd(): string;

@@ -362,11 +362,11 @@ Napi::FunctionReference ModelWrap::constructor;
 
 class LoadWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, std::string dir, std::string dtype)
-      : PromiseWorker(env), dir_(std::move(dir)), dtype_(std::move(dtype)) {}
+  LoadWorker(Napi::Env env, std::string dir, std::string dtype, std::string fbgemm_fp8)
+      : PromiseWorker(env), dir_(std::move(dir)), dtype_(std::move(dtype)), fbgemm_fp8_(std::move(fbgemm_fp8)) {}
 
  protected:
-  void Run() override { model_ = std::make_shared<TextModel>(dir_, dtype_); }
+  void Run() override { model_ = std::make_shared<TextModel>(dir_, dtype_, fbgemm_fp8_); }
   Napi::Value Resolve(Napi::Env) override {
     Napi::Object obj = ModelWrap::constructor.New({});
     ModelWrap::Unwrap(obj)->model = model_;
@@ -374,20 +374,22 @@ class LoadWorker : public PromiseWorker {
   }
 
  private:
-  std::string dir_, dtype_;
+  std::string dir_, dtype_, fbgemm_fp8_;
   std::shared_ptr<TextModel> model_;
 };
 
-// loadModel(dir, { dtype }) -> Promise<NativeModel>
+// loadModel(dir, { dtype, fbgemmFp8 }) -> Promise<NativeModel>; fbgemmFp8: FbgemmFp8Config's fields as JSON.
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadModel expects a directory path");
-  std::string dtype = "auto";
+  std::string dtype = "auto", fbgemm_fp8;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value d = info[1].As<Napi::Object>().Get("dtype");
     if (d.IsString()) dtype = d.As<Napi::String>().Utf8Value();
+    Napi::Value f = info[1].As<Napi::Object>().Get("fbgemmFp8");
+    if (f.IsString()) fbgemm_fp8 = f.As<Napi::String>().Utf8Value();
   }
-  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype);
+  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype, fbgemm_fp8);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;

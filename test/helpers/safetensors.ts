@@ -33,7 +33,7 @@ export interface Golden {
   data: Float32Array | Int32Array;
 }
 
-/** All tensors of a goldens file (F32 and I32 only). */
+/** All tensors of a goldens file (F32, I32, and I64 holding token ids, read as I32). */
 export function readGoldens(path: string): Record<string, Golden> {
   const { header, data } = readRaw(path);
   const out: Record<string, Golden> = {};
@@ -42,6 +42,14 @@ export function readGoldens(path: string): Record<string, Golden> {
     const copy = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
     if (e.dtype === "F32") out[name] = { shape: e.shape, data: new Float32Array(copy) };
     else if (e.dtype === "I32") out[name] = { shape: e.shape, data: new Int32Array(copy) };
+    else if (e.dtype === "I64") {
+      const wide = new BigInt64Array(copy);
+      const narrow = Int32Array.from(wide, (v) => {
+        if (v > 2147483647n || v < -2147483648n) throw new Error(`goldens: ${name} holds ${v}, beyond int32`);
+        return Number(v);
+      });
+      out[name] = { shape: e.shape, data: narrow };
+    }
     else throw new Error(`goldens: unexpected dtype ${e.dtype} for ${name}`);
   }
   return out;

@@ -66,6 +66,17 @@ struct Avx2::Widen<F16Bits> {
   static float load1(const F16Bits* p) { return f16_to_f32(p->bits); }
 };
 
+template <>
+struct Avx2::Widen<F8Bits> {  // e4m3 bits moved into an f16 pattern are the value times 2^-8
+  static __m256 load(const F8Bits* p) {
+    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7f)), 7),
+                                   _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+  }
+  static float load1(const F8Bits* p) { return e4m3_to_f32(p->bits); }
+};
+
 const KernelTable kAvx2 = kernel_set::make_table<Avx2>("avx2");
 
 }  // namespace

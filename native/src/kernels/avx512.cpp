@@ -61,6 +61,17 @@ struct Avx512::Widen<F16Bits> {
   static float load1(const F16Bits* p) { return f16_to_f32(p->bits); }
 };
 
+template <>
+struct Avx512::Widen<F8Bits> {  // e4m3 bits moved into an f16 pattern are the value times 2^-8
+  static __m512 load(const F8Bits* p) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7f)), 7),
+                                      _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8));
+    return _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+  }
+  static float load1(const F8Bits* p) { return e4m3_to_f32(p->bits); }
+};
+
 const KernelTable kAvx512 = kernel_set::make_table<Avx512>("avx512");
 
 }  // namespace

@@ -290,6 +290,7 @@ KernelTable make_table(const char* name) {
     switch (p.w.dtype) {
       case DType::F32: return Kernels<S, float>::linear_rows(p, n0, n1, scratch);
       case DType::BF16: return Kernels<S, BF16Bits>::linear_rows(p, n0, n1, scratch);
+      case DType::F8_E4M3: return Kernels<S, F8Bits>::linear_rows(p, n0, n1, scratch);
       default: return Kernels<S, F16Bits>::linear_rows(p, n0, n1, scratch);  // checked by the caller
     }
   };

@@ -70,7 +70,8 @@ const KernelTable& active() {
 }
 
 void check_compute_dtype(const Matrix& w) {
-  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16 && !is_block_quantized(w.dtype))
+  if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16 && !is_block_quantized(w.dtype) &&
+      !(w.dtype == DType::F8_E4M3 && !w.in_out && w.row_scales))
     throw std::runtime_error(std::string("no kernel for weight dtype ") + dtype_name(w.dtype));
 }
 
@@ -111,6 +112,14 @@ QuantRowsKernel quant_kernel(const KernelTable& k) {
 
 void product_columns(const KernelTable& k, const Product& p, bool in_out, int64_t n0, int64_t n1) {
   if (p.xq) return quant_kernel(k)(p, n0, n1);
+  if (p.w.dtype == DType::F8_E4M3) {  // the kernels multiply the FP8 values; the scales come after
+    k.linear_rows(p, n0, n1, scratch_for(k));
+    for (int64_t t = 0; t < p.tokens; t++) {
+      const float token_scale = p.x_scales ? p.x_scales[t] : 1.0f;
+      for (int64_t n = n0; n < n1; n++) p.y[t * p.ldy + n] *= token_scale * p.w.row_scales[n];
+    }
+    return;
+  }
   const Bf16Kernels* bf16 = p.x_bf16 && p.tokens >= kBf16MinTokens ? bf16_kernels(k) : nullptr;
   if (bf16)
     (in_out ? bf16->in_out_cols : bf16->linear_rows)(p, n0, n1, scratch_for(k));
@@ -141,6 +150,36 @@ const RoundedActivations& rounded(std::vector<RoundedActivations>& cache, const 
   return cache.back();
 }
 
+// Activations of FP8 products quantized to FP8 per token (Matrix::fp8_activations), once per distinct x and scheme:
+// each token's FP8 values as floats, and its scale.
+struct Fp8Activations {
+  const float* source;
+  Matrix::Fp8Activations scheme;
+  float ub;
+  std::vector<float> values, scales;
+};
+
+const Fp8Activations& fp8_activations(std::vector<Fp8Activations>& cache, const float* x, int64_t tokens, int64_t K,
+                                      const Matrix& w) {
+  for (const Fp8Activations& a : cache)
+    if (a.source == x && a.scheme == w.fp8_activations && a.ub == w.activation_ub && int64_t(a.scales.size()) == tokens) return a;
+  Fp8Activations a{x, w.fp8_activations, w.activation_ub, std::vector<float>(tokens * K), std::vector<float>(tokens)};
+  for (int64_t t = 0; t < tokens; t++) {
+    const float* row = x + t * K;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; k++) amax = std::max(amax, std::fabs(row[k]));
+    float scale;
+    if (w.fp8_activations == Matrix::Fp8Activations::PerTokenBounded)
+      scale = std::max(std::min(amax, w.activation_ub) / 448.0f, 1.0f / (448.0f * 512.0f));
+    else
+      scale = amax > 0.0f ? amax / 448.0f : 1.0f;
+    a.scales[t] = scale;
+    for (int64_t k = 0; k < K; k++) a.values[t * K + k] = e4m3_to_f32(f32_to_e4m3(row[k] / scale));
+  }
+  cache.push_back(std::move(a));
+  return cache.back();
+}
+
 // The activations of quantized products, quantized once per distinct (x, offset).
 const QuantizedActivations& quantized(std::vector<QuantizedActivations>& cache, std::vector<const float*>& sources,
                                       const float* x, int64_t tokens, int64_t K, int offset) {
@@ -165,11 +204,17 @@ void run_batch(const KernelTable& k, const std::vector<MatmulJob>& jobs) {
   std::vector<QuantizedActivations> quantized_cache;
   std::vector<const float*> quantized_sources;
   quantized_cache.reserve(jobs.size());
+  std::vector<Fp8Activations> fp8_cache;
+  fp8_cache.reserve(jobs.size());
   for (const MatmulJob& m : jobs) {
     const int64_t K = m.w.inputs(), N = m.w.outputs();
     Product p{m.x, K, m.tokens, m.w, m.y, N};
     if (is_block_quantized(m.w.dtype) && m.tokens > 0) {
       p.xq = &quantized(quantized_cache, quantized_sources, m.x, m.tokens, K, quant_offset(m.w.dtype));
+    } else if (m.w.dtype == DType::F8_E4M3 && m.w.fp8_activations != Matrix::Fp8Activations::None && m.tokens > 0) {
+      const Fp8Activations& a = fp8_activations(fp8_cache, m.x, m.tokens, K, m.w);
+      p.x = a.values.data();
+      p.x_scales = a.scales.data();
     } else if (g_medium_precision.load() && m.w.dtype == DType::BF16 && m.tokens > 0) {
       const RoundedActivations& r = rounded(rounded_cache, m.x, m.tokens, K);
       p.x = r.values.data();
@@ -249,44 +294,86 @@ void widen_range(const Matrix& w, int64_t row, int64_t c0, int64_t c1, float* ou
     case DType::F16:
       for (int64_t c = c0; c < c1; c++) out[c - c0] = f16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
       break;
+    case DType::F8_E4M3:  // with its row scale, when it has one
+      for (int64_t c = c0; c < c1; c++)
+        out[c - c0] = e4m3_to_f32(static_cast<const uint8_t*>(w.data)[first + c]) * (w.row_scales ? w.row_scales[row] : 1.0f);
+      break;
     default: throw std::runtime_error(std::string("no kernel for weight dtype ") + dtype_name(w.dtype));
   }
 }
 }  // namespace
 
-Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage) {
+namespace {
+// Row n of a float matrix in [out, in] terms; an [in, out] matrix is transposed through f32 first (one expert at a
+// time: a few hundred MB at most for Scout's).
+std::function<void(int64_t, float*)> output_rows(const Matrix& w, std::vector<float>& transposed) {
   const int64_t N = w.outputs(), K = w.inputs();
-  const size_t quant_bytes = size_t(quant_groups(N) * quant_group_bytes(target, K));
-  const size_t scales_at = (quant_bytes + 63) / 64 * 64;
-  storage.assign(scales_at + size_t(quant_groups(N) * quant_blocks(K) * kQuantRows) * 2, 0);
-  auto* scales = reinterpret_cast<uint16_t*>(storage.data() + scales_at);
-  std::function<void(int64_t, float*)> row = [&](int64_t n, float* out) { row_to_f32(w, n, out); };
-  std::vector<float> transposed;
-  if (w.in_out) {
-    // Output n is column n of an [in, out] matrix: transposed through f32 first (one expert at a time, a few
-    // hundred MB at most for Scout's).
-    transposed.resize(size_t(N * K));
-    const int64_t tile = 64;  // transposed in tiles, so neither side is read or written a row stride apart
-    parallel_items((K + tile - 1) / tile, tile * N, [&](int64_t k_tile0, int64_t k_tile1) {
-      std::vector<float> rows(size_t(tile * N));
-      for (int64_t kt = k_tile0; kt < k_tile1; kt++) {
-        const int64_t k0 = kt * tile, k1 = std::min(K, k0 + tile);
-        for (int64_t k = k0; k < k1; k++) widen_range(w, k, 0, N, rows.data() + (k - k0) * N);
-        for (int64_t n0 = 0; n0 < N; n0 += tile)
-          for (int64_t n = n0; n < std::min(N, n0 + tile); n++)
-            for (int64_t k = k0; k < k1; k++) transposed[n * K + k] = rows[(k - k0) * N + n];
-      }
-    });
-    row = [&](int64_t n, float* out) { std::copy(transposed.begin() + n * K, transposed.begin() + (n + 1) * K, out); };
-  }
-  quantize_rows(target, N, K, row, storage.data(), scales);
+  if (!w.in_out) return [&w](int64_t n, float* out) { row_to_f32(w, n, out); };
+  transposed.resize(size_t(N * K));
+  const int64_t tile = 64;  // transposed in tiles, so neither side is read or written a row stride apart
+  parallel_items((K + tile - 1) / tile, tile * N, [&](int64_t k_tile0, int64_t k_tile1) {
+    std::vector<float> rows(size_t(tile * N));
+    for (int64_t kt = k_tile0; kt < k_tile1; kt++) {
+      const int64_t k0 = kt * tile, k1 = std::min(K, k0 + tile);
+      for (int64_t k = k0; k < k1; k++) widen_range(w, k, 0, N, rows.data() + (k - k0) * N);
+      for (int64_t n0 = 0; n0 < N; n0 += tile)
+        for (int64_t n = n0; n < std::min(N, n0 + tile); n++)
+          for (int64_t k = k0; k < k1; k++) transposed[n * K + k] = rows[(k - k0) * N + n];
+    }
+  });
+  return [&transposed, K](int64_t n, float* out) { std::copy(transposed.begin() + n * K, transposed.begin() + (n + 1) * K, out); };
+}
+
+// Room for a quantized matrix's data followed (64-byte aligned) by its scales; returns where the scales start.
+size_t layout_storage(std::vector<uint8_t>& storage, size_t data_bytes, size_t scale_bytes) {
+  const size_t scales_at = (data_bytes + 63) / 64 * 64;
+  storage.assign(scales_at + scale_bytes, 0);
+  return scales_at;
+}
+
+Matrix quantized_view(DType t, const std::vector<uint8_t>& storage, int64_t N, int64_t K, size_t scales_at) {
   Matrix q;
-  q.dtype = target;
+  q.dtype = t;
   q.data = storage.data();
   q.rows = N;
   q.cols = K;
-  q.scales = scales;
+  if (t == DType::F8_E4M3) q.row_scales = reinterpret_cast<const float*>(storage.data() + scales_at);
+  else q.scales = reinterpret_cast<const uint16_t*>(storage.data() + scales_at);
   return q;
+}
+}  // namespace
+
+Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage) {
+  const int64_t N = w.outputs(), K = w.inputs();
+  std::vector<float> transposed;
+  const std::function<void(int64_t, float*)> row = output_rows(w, transposed);
+  if (target == DType::F8_E4M3) {
+    const size_t scales_at = layout_storage(storage, size_t(N * K), size_t(N) * 4);
+    auto* scales = reinterpret_cast<float*>(storage.data() + scales_at);
+    parallel_items(N, 4 * K, [&](int64_t n0, int64_t n1) {
+      std::vector<float> values(K);
+      for (int64_t n = n0; n < n1; n++) {
+        row(n, values.data());
+        float amax = 0.0f;
+        for (float v : values) amax = std::max(amax, std::fabs(v));
+        scales[n] = std::max(amax / 448.0f, 1.0f / (448.0f * 512.0f));
+        for (int64_t k = 0; k < K; k++) storage[n * K + k] = f32_to_e4m3(values[k] / scales[n]);
+      }
+    });
+    return quantized_view(target, storage, N, K, scales_at);
+  }
+  const size_t scales_at = layout_storage(storage, size_t(quant_groups(N) * quant_group_bytes(target, K)),
+                                          size_t(quant_groups(N) * quant_blocks(K) * kQuantRows) * 2);
+  quantize_rows(target, N, K, row, storage.data(), reinterpret_cast<uint16_t*>(storage.data() + scales_at));
+  return quantized_view(target, storage, N, K, scales_at);
+}
+
+Matrix pack_matrix(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row,
+                   std::vector<uint8_t>& storage) {
+  const size_t scales_at = layout_storage(storage, size_t(quant_groups(N) * quant_group_bytes(t, K)),
+                                          size_t(quant_groups(N) * quant_blocks(K) * kQuantRows) * 2);
+  pack_rows(t, N, K, row, storage.data(), reinterpret_cast<uint16_t*>(storage.data() + scales_at));
+  return quantized_view(t, storage, N, K, scales_at);
 }
 
 void row_to_f32(const Matrix& w, int64_t row, float* out) {

@@ -6,6 +6,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,13 @@ struct Matrix {
   // The product x . W reads W as [in, out] (the fused experts' layout: rows = in) rather than [out, in]
   // (nn.Linear). Never set on quantized matrices, which are [out, in] whatever layout they came from.
   bool in_out = false;
-  const uint16_t* scales = nullptr;  // Q8 / Q4 only
+  const uint16_t* scales = nullptr;  // Q8 / Q4: f16 per block (quantized.h)
+  // F8_E4M3 (FP8): w = value * row_scales[output row]. Its activations are quantized to FP8 per token first when
+  // fp8_activations says so: amax / 448 per token (compressed-tensors' dynamic scheme, scale 1 for a zero row), or
+  // FbgemmFp8's max(min(amax, activation_ub) / 448, 1 / (448 * 512)).
+  const float* row_scales = nullptr;
+  enum class Fp8Activations : uint8_t { None, PerToken, PerTokenBounded } fp8_activations = Fp8Activations::None;
+  float activation_ub = 0.0f;
   int64_t ld() const { return stride ? stride : cols; }
   int64_t inputs() const { return in_out ? rows : cols; }
   int64_t outputs() const { return in_out ? cols : rows; }
@@ -48,11 +55,14 @@ struct Product {
   int64_t ldx_bf16 = 0;
   // Quantized weights: x quantized per block (the integer kernels read this, not x).
   const struct QuantizedActivations* xq = nullptr;
+  // FP8 weights with FP8 activations: x holds each token's FP8 values, x_scales its scale.
+  const float* x_scales = nullptr;
 };
 
 // Element types the kernels are instantiated for (bf16 and f16 are both 16-bit patterns).
 struct BF16Bits { uint16_t bits; };
 struct F16Bits { uint16_t bits; };
+struct F8Bits { uint8_t bits; };  // float8 e4m3fn
 
 // One instruction set's single-threaded loops; each computes output columns [n0, n1) of a Product, using
 // `scratch` (scratch_floats floats). Results do not depend on the token count or the column range: see
@@ -118,9 +128,14 @@ void matmul_batch(const std::vector<MatmulJob>& jobs);
 // One product on a named kernel set of available_kernels(): lets a test compare every set the CPU has, in one
 // process.
 void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, float* y);
-// A float matrix quantized to Q8 / Q4 (load-time quantization, tests): `storage` receives the quants and scales
-// the returned view points to. An [in, out] matrix comes out transposed to [out, in].
+// A float matrix quantized to Q8 / Q4 (load-time quantization, tests), or to F8_E4M3 with a scale per output row
+// as FbgemmFp8 does (max(amax / 448, 1 / (448 * 512)), round to nearest): `storage` receives the data and scales the
+// returned view points to. An [in, out] matrix comes out transposed to [out, in].
 Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage);
+// A Q8 / Q4 matrix from integer quants (a checkpoint's): row(n, q, s) gives row n's K quants (q8: [-128, 127],
+// q4: [-8, 7]) and its quant_blocks(K) f16 block scales.
+Matrix pack_matrix(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row,
+                   std::vector<uint8_t>& storage);
 
 // The same two products on the calling thread alone, over output columns [n0, n1), for callers that split work
 // across threads themselves: W [out, in] (nn.Linear) and W [in, out].

@@ -31,33 +31,25 @@ int stored_quant(DType t, const uint8_t* block, int64_t r, int64_t k) {
 
 }  // namespace
 
-void quantize_rows(DType t, int64_t N, int64_t K, const std::function<void(int64_t, float*)>& row, uint8_t* quants,
-                   uint16_t* scales) {
+void pack_rows(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row, uint8_t* quants,
+               uint16_t* scales) {
   const int64_t blocks = quant_blocks(K), block_bytes = quant_block_bytes(t);
   parallel_items(quant_groups(N), kQuantRows * 4 * K, [&](int64_t g0, int64_t g1) {
-    std::vector<float> values(blocks * kQuantBlock);
+    std::vector<int8_t> q(blocks * kQuantBlock);
+    std::vector<uint16_t> row_scales(blocks);
     for (int64_t g = g0; g < g1; g++) {
       uint8_t* group = quants + g * blocks * block_bytes;
       std::memset(group, t == DType::Q8 ? 0x80 : 0x88, size_t(blocks * block_bytes));  // quant 0
       for (int64_t r = 0; r < kQuantRows; r++) {
         const int64_t n = g * kQuantRows + r;
-        std::fill(values.begin(), values.end(), 0.0f);
-        if (n < N) row(n, values.data());
+        std::fill(q.begin(), q.end(), int8_t(0));
+        std::fill(row_scales.begin(), row_scales.end(), uint16_t(0));
+        if (n < N) row(n, q.data(), row_scales.data());
         for (int64_t b = 0; b < blocks; b++) {
-          const float* v = values.data() + b * kQuantBlock;
-          // q8: the largest magnitude maps to 127. q4: the value of largest magnitude maps to -8 exactly (the
-          // scale takes its sign), which uses all 16 levels; the others land in [-8, 7].
-          float extreme = 0.0f;
-          for (int64_t k = 0; k < kQuantBlock; k++)
-            if (std::fabs(v[k]) > std::fabs(extreme)) extreme = v[k];
-          uint16_t& scale_bits = scales[(g * blocks + b) * kQuantRows + r];
-          scale_bits = f32_to_f16(t == DType::Q8 ? std::fabs(extreme) / 127.0f : extreme / -8.0f);
-          const float scale = f16_to_f32(scale_bits);  // quantize against the scale as stored
-          const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
-          const int lo = t == DType::Q8 ? -127 : -8, hi = t == DType::Q8 ? 127 : 7;
+          scales[(g * blocks + b) * kQuantRows + r] = row_scales[b];
           uint8_t* block = group + b * block_bytes;
           for (int64_t k = 0; k < kQuantBlock; k++) {
-            const int u = std::clamp(int(std::nearbyint(v[k] * inverse)), lo, hi) + quant_offset(t);
+            const int u = q[b * kQuantBlock + k] + quant_offset(t);
             const QuantSlot s = quant_slot(t, r, k);
             if (t == DType::Q8) block[s.byte] = uint8_t(u);
             else block[s.byte] = s.high ? uint8_t((block[s.byte] & 0x0f) | u << 4) : uint8_t((block[s.byte] & 0xf0) | u);
@@ -66,6 +58,28 @@ void quantize_rows(DType t, int64_t N, int64_t K, const std::function<void(int64
       }
     }
   });
+}
+
+void quantize_rows(DType t, int64_t N, int64_t K, const std::function<void(int64_t, float*)>& row, uint8_t* quants,
+                   uint16_t* scales) {
+  const int64_t blocks = quant_blocks(K);
+  pack_rows(t, N, K, [&](int64_t n, int8_t* q, uint16_t* row_scales) {
+    std::vector<float> values(blocks * kQuantBlock, 0.0f);
+    row(n, values.data());
+    for (int64_t b = 0; b < blocks; b++) {
+      const float* v = values.data() + b * kQuantBlock;
+      // q8: the largest magnitude maps to 127. q4: the value of largest magnitude maps to -8 exactly (the scale
+      // takes its sign), which uses all 16 levels; the others land in [-8, 7].
+      float extreme = 0.0f;
+      for (int64_t k = 0; k < kQuantBlock; k++)
+        if (std::fabs(v[k]) > std::fabs(extreme)) extreme = v[k];
+      row_scales[b] = f32_to_f16(t == DType::Q8 ? std::fabs(extreme) / 127.0f : extreme / -8.0f);
+      const float scale = f16_to_f32(row_scales[b]);  // quantize against the scale as stored
+      const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
+      const int lo = t == DType::Q8 ? -127 : -8, hi = t == DType::Q8 ? 127 : 7;
+      for (int64_t k = 0; k < kQuantBlock; k++) q[b * kQuantBlock + k] = int8_t(std::clamp(int(std::nearbyint(v[k] * inverse)), lo, hi));
+    }
+  }, quants, scales);
 }
 
 void dequantize_row(DType t, const uint8_t* quants, const uint16_t* scales, int64_t K, int64_t n, float* out) {

@@ -43,6 +43,10 @@ inline int quant_offset(DType t) { return t == DType::Q8 ? 128 : 8; }
 // (quant_groups(N) * quant_group_bytes) and `scales` (quant_groups(N) * quant_blocks(K) * kQuantRows f16).
 void quantize_rows(DType t, int64_t N, int64_t K, const std::function<void(int64_t, float*)>& row, uint8_t* quants,
                    uint16_t* scales);
+// The same from quants already made (a checkpoint's): row(n, q, s) fills row n's K signed quants and its
+// quant_blocks(K) f16 scales.
+void pack_rows(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row, uint8_t* quants,
+               uint16_t* scales);
 // Row n of a quantized matrix, dequantized to K floats.
 void dequantize_row(DType t, const uint8_t* quants, const uint16_t* scales, int64_t K, int64_t n, float* out);
 

@@ -41,6 +41,12 @@ struct Scalar::Widen<F16Bits> {
   static float load1(const F16Bits* p) { return f16_to_f32(p->bits); }
 };
 
+template <>
+struct Scalar::Widen<F8Bits> {
+  static float load(const F8Bits* p) { return e4m3_to_f32(p->bits); }
+  static float load1(const F8Bits* p) { return e4m3_to_f32(p->bits); }
+};
+
 const KernelTable kScalar = kernel_set::make_table<Scalar>("scalar");
 
 }  // namespace

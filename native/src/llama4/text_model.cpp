@@ -92,13 +92,20 @@ size_t KVCache::bytes() const {
   return n;
 }
 
-TextModel::TextModel(const std::string& dir, const std::string& dtype) {
+TextModel::TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8) {
   const std::string config_path = dir + "/config.json";
   const Json root = Json::parse(read_text_file(config_path), config_path);
   config_ = TextConfig::from_json(root, config_path);
   vision_config_ = VisionConfig::from_json(root, config_path);
+  QuantizationConfig quant = QuantizationConfig::from_checkpoint(root, config_path);
+  if (!fbgemm_fp8.empty()) {
+    if (quant.method != QuantizationConfig::Method::None)
+      throw std::runtime_error("FbgemmFp8Config quantizes a float checkpoint at load, but " + dir +
+                               " is already quantized (config.json has a quantization_config)");
+    quant = QuantizationConfig::fbgemm_fp8(Json::parse(fbgemm_fp8, "FbgemmFp8Config"));
+  }
   checkpoint_ = std::make_unique<Checkpoint>(dir);
-  WeightLoader loader(*checkpoint_, config_, dtype);
+  WeightLoader loader(*checkpoint_, config_, dtype, quant);
   weights_ = loader.load();
   if (vision_config_.usable()) vision_ = std::make_unique<VisionModel>(vision_config_, loader.load_vision(vision_config_));
   owned_ = loader.take_owned();

@@ -86,7 +86,8 @@ struct WeightStat {
 class TextModel {
  public:
   // Loads config.json and the safetensors weights from a checkpoint directory.
-  TextModel(const std::string& dir, const std::string& dtype);
+  // `fbgemm_fp8`: FbgemmFp8Config's fields as JSON ("" for none): quantize the Linears to FP8 at load.
+  TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8 = "");
   const TextConfig& config() const { return config_; }
   const TextWeights& weights() const { return weights_; }
   size_t mapped_weight_bytes() const;

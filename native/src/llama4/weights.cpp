@@ -3,6 +3,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../kernels/quantized.h"
+
 namespace l4 {
 
 namespace {
@@ -16,11 +18,15 @@ std::string shape_str(const std::vector<int64_t>& s) {
 bool is_float(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
 }  // namespace
 
-WeightLoader::WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype)
-    : ckpt_(ckpt), config_(config), dtype_(dtype) {
+WeightLoader::WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype, QuantizationConfig quant)
+    : ckpt_(ckpt), config_(config), dtype_(dtype), quant_(std::move(quant)) {
   if (dtype_ != "auto" && dtype_ != "float32" && dtype_ != "bfloat16" && dtype_ != "float16" && dtype_ != "q8" &&
       dtype_ != "q4")
     throw std::runtime_error("dtype \"" + dtype_ + "\" is not supported (auto, float32, bfloat16, float16, q8, q4)");
+  if (quant_.method != QuantizationConfig::Method::None && (dtype_ == "q8" || dtype_ == "q4"))
+    throw std::runtime_error("dtype \"" + dtype_ + "\" quantizes a float checkpoint at load; it cannot be combined with " +
+                             (quant_.method == QuantizationConfig::Method::FbgemmFp8 ? std::string("FbgemmFp8Config")
+                                                                                      : ckpt_.dir() + "'s quantization_config"));
 }
 
 const TensorInfo& WeightLoader::tensor(const std::string& name, const std::vector<int64_t>& shape) {
@@ -45,19 +51,23 @@ Matrix WeightLoader::matrix(const std::string& name, std::vector<int64_t> shape)
   if (dtype_ == "bfloat16") target = DType::BF16;
   if (dtype_ == "float16") target = DType::F16;
   if (target == t.dtype) return m;  // zero-copy
-  auto buf = std::make_unique<std::vector<uint8_t>>(size_t(t.numel()) * 2);
-  uint16_t* out = reinterpret_cast<uint16_t*>(buf->data());
+  std::vector<uint8_t>& buf = own(size_t(t.numel()) * 2);
+  uint16_t* out = reinterpret_cast<uint16_t*>(buf.data());
   std::vector<float> row(m.cols);
   for (int64_t r = 0; r < m.rows; r++) {
     row_to_f32(m, r, row.data());
     for (int64_t c = 0; c < m.cols; c++)
       out[r * m.cols + c] = target == DType::BF16 ? f32_to_bf16(row[c]) : f32_to_f16(row[c]);
   }
-  converted_bytes_ += buf->size();
   m.dtype = target;
-  m.data = buf->data();
-  owned_.push_back(std::move(buf));
+  m.data = buf.data();
   return m;
+}
+
+std::vector<uint8_t>& WeightLoader::own(size_t bytes) {
+  owned_.push_back(std::make_unique<std::vector<uint8_t>>(bytes));
+  converted_bytes_ += bytes;
+  return *owned_.back();
 }
 
 Matrix WeightLoader::quantized(const Matrix& m, DType target) {
@@ -68,29 +78,180 @@ Matrix WeightLoader::quantized(const Matrix& m, DType target) {
   return q;
 }
 
-Matrix WeightLoader::linear_weight(const std::string& name, std::vector<int64_t> shape, bool lm_head) {
-  const Matrix m = matrix(name, std::move(shape));
-  if (dtype_ != "q8" && dtype_ != "q4") return m;
-  // lm_head stays at 8 bits under q4 as well: its errors go straight into every logit.
-  const Matrix q = quantized(m, dtype_ == "q8" || lm_head ? DType::Q8 : DType::Q4);
-  ckpt_.release(name);
+Matrix WeightLoader::quantized_at_load(const std::string& module, const Matrix& m, bool lm_head) {
+  if (dtype_ == "q8" || dtype_ == "q4")  // lm_head stays at 8 bits under q4: its errors go straight into every logit
+    return quantized(m, dtype_ == "q8" || lm_head ? DType::Q8 : DType::Q4);
+  if (quant_.method == QuantizationConfig::Method::FbgemmFp8 && quant_.converts(module)) {
+    Matrix q = quantized(m, DType::F8_E4M3);
+    q.fp8_activations = Matrix::Fp8Activations::PerTokenBounded;
+    q.activation_ub = float(quant_.activation_scale_ub);
+    return q;
+  }
+  return m;
+}
+
+Matrix WeightLoader::linear(const std::string& module, int64_t out, int64_t in, bool lm_head) {
+  const bool ignored = quant_.method == QuantizationConfig::Method::CompressedTensors && quant_.ignores(module);
+  const bool packed_weight = ckpt_.has(module + ".weight_packed");
+  const bool stored_quantized =
+      packed_weight || (ckpt_.has(module + ".weight") &&
+                        (ckpt_.get(module + ".weight").dtype == DType::F8_E4M3 || ckpt_.get(module + ".weight").dtype == DType::I8));
+  if (stored_quantized && quant_.method != QuantizationConfig::Method::CompressedTensors)
+    throw std::runtime_error(ckpt_.dir() + ": " + module + " is stored quantized, but config.json has no compressed-tensors "
+                             "quantization_config to say how");
+  if (stored_quantized && ignored)
+    throw std::runtime_error(ckpt_.dir() + ": " + module + " is stored quantized, but quantization_config.ignore lists it");
+  if (packed_weight || (stored_quantized && ckpt_.get(module + ".weight").dtype == DType::I8)) return packed(module, out, in);
+  if (stored_quantized) return fp8(module, out, in);
+  const Matrix m = matrix(module + ".weight", {out, in});
+  const Matrix q = quantized_at_load(module, m, lm_head);
+  if (q.data != m.data && m.data == ckpt_.get(module + ".weight").data) ckpt_.release(module + ".weight");
   return q;
 }
 
-std::vector<Matrix> WeightLoader::experts(const std::string& name, int64_t E, int64_t in, int64_t out, int64_t first,
-                                          int64_t count) {
-  const Matrix all = matrix(name, {E, in, out});
-  std::vector<Matrix> views;
-  for (int64_t e = 0; e < E; e++) {
+namespace {
+// A small float tensor (a scale) as f32.
+std::vector<float> floats(const TensorInfo& t) {
+  if (!is_float(t.dtype))
+    throw std::runtime_error(t.file + ": tensor " + t.name + " has dtype " + dtype_name(t.dtype) + "; expected F32, BF16 or F16");
+  std::vector<float> v(t.numel());
+  to_f32(Matrix{t.dtype, t.data, 1, t.numel()}, v.data());
+  return v;
+}
+}  // namespace
+
+Matrix WeightLoader::packed(const std::string& module, int64_t out, int64_t in) {
+  const std::string scale_name = module + ".weight_scale";
+  if (ckpt_.has(module + ".weight_zero_point"))
+    throw std::runtime_error(ckpt_.dir() + ": " + module + ".weight_zero_point: asymmetric int weights are not supported");
+  if (!ckpt_.has(scale_name)) throw std::runtime_error(ckpt_.dir() + ": missing tensor " + scale_name + " for the quantized " + module);
+  const bool int8_tensor = !ckpt_.has(module + ".weight_packed");  // int-quantized: one int8 per weight
+  const TensorInfo& w = ckpt_.get(module + (int8_tensor ? ".weight" : ".weight_packed"));
+  int bits = 8;
+  if (!int8_tensor) {
+    const bool shaped = w.dtype == DType::I32 && w.shape.size() == 2 && w.shape[0] == out &&
+                        (w.shape[1] * 8 == in || w.shape[1] * 4 == in);
+    if (!shaped)
+      throw std::runtime_error(w.file + ": tensor " + w.name + " has dtype " + dtype_name(w.dtype) + " and shape " + w.shape_str() +
+                               "; expected I32 [" + std::to_string(out) + ", " + std::to_string(in / 8) + "] (int4) or [" +
+                               std::to_string(out) + ", " + std::to_string(in / 4) + "] (int8) for a [" + std::to_string(out) +
+                               ", " + std::to_string(in) + "] weight");
+    bits = w.shape[1] * 8 == in ? 4 : 8;
+    if (ckpt_.has(module + ".weight_shape")) {
+      const TensorInfo& ws = ckpt_.get(module + ".weight_shape");
+      const auto* dims = reinterpret_cast<const int64_t*>(ws.data);
+      if (ws.dtype != DType::I64 || ws.numel() != 2 || dims[0] != out || dims[1] != in)
+        throw std::runtime_error(ws.file + ": tensor " + ws.name + " does not say [" + std::to_string(out) + ", " +
+                                 std::to_string(in) + "], the shape config.json gives " + module);
+    }
+  } else if (w.shape != std::vector<int64_t>{out, in}) {
+    throw std::runtime_error(w.file + ": tensor " + w.name + " has shape " + w.shape_str() + ", expected " + shape_str({out, in}));
+  }
+  const TensorInfo& st = ckpt_.get(scale_name);
+  const std::vector<float> scale = floats(st);
+  // [out, groups] (group strategy), [out, 1] (channel) or one value (tensor).
+  const int64_t groups = st.numel() == 1 ? 1 : st.numel() / out;
+  const bool shaped = st.numel() == 1 || (st.shape.size() == 2 && st.shape[0] == out && in % st.shape[1] == 0 &&
+                                          (st.shape[1] == 1 || (in / st.shape[1]) % kQuantBlock == 0));
+  if (!shaped)
+    throw std::runtime_error(st.file + ": tensor " + scale_name + " has shape " + st.shape_str() + "; expected [" +
+                             std::to_string(out) + ", 1] or [" + std::to_string(out) + ", in / group_size] with groups of a "
+                             "multiple of 32 inputs");
+  const int64_t group = in / groups;
+  const auto* words = reinterpret_cast<const uint32_t*>(w.data);
+  const auto* bytes = reinterpret_cast<const int8_t*>(w.data);
+  const int64_t words_per_row = in * bits / 32;
+  auto& storage = own(0);
+  const Matrix q = pack_matrix(bits == 4 ? DType::Q4 : DType::Q8, out, in, [&](int64_t n, int8_t* qrow, uint16_t* scales) {
+    for (int64_t k = 0; k < in; k++) {
+      if (int8_tensor) {
+        qrow[k] = bytes[n * in + k];
+      } else {  // value k in bits [k b, (k + 1) b) of the row's little-endian words, stored as q + 2^(b-1)
+        const uint32_t word = words[n * words_per_row + k * bits / 32];
+        const int shift = int(k * bits % 32);
+        qrow[k] = int8_t(int((word >> shift) & ((1u << bits) - 1)) - (1 << (bits - 1)));
+      }
+    }
+    for (int64_t b = 0; b < quant_blocks(in); b++)
+      scales[b] = f32_to_f16(scale[st.numel() == 1 ? 0 : n * groups + b * kQuantBlock / group]);
+  }, storage);
+  converted_bytes_ += storage.size();
+  return q;
+}
+
+Matrix WeightLoader::fp8(const std::string& module, int64_t out, int64_t in) {
+  const TensorInfo& w = ckpt_.get(module + ".weight");
+  if (w.shape != std::vector<int64_t>{out, in})
+    throw std::runtime_error(w.file + ": tensor " + w.name + " has shape " + w.shape_str() + ", expected " + shape_str({out, in}));
+  const std::string scale_name = module + ".weight_scale";
+  if (!ckpt_.has(scale_name)) throw std::runtime_error(ckpt_.dir() + ": missing tensor " + scale_name + " for the FP8 " + module);
+  const TensorInfo& st = ckpt_.get(scale_name);
+  const std::vector<float> scale = floats(st);
+  if (st.numel() != 1 && st.numel() != out)
+    throw std::runtime_error(st.file + ": tensor " + scale_name + " has shape " + st.shape_str() + "; expected [" +
+                             std::to_string(out) + ", 1] (channel) or one value (tensor)");
+  std::vector<uint8_t>& row_scales = own(size_t(out) * sizeof(float));
+  auto* rs = reinterpret_cast<float*>(row_scales.data());
+  for (int64_t n = 0; n < out; n++) rs[n] = scale[st.numel() == 1 ? 0 : n];
+  Matrix m;  // the FP8 values stay in the mapped file
+  m.dtype = DType::F8_E4M3;
+  m.data = w.data;
+  m.rows = out;
+  m.cols = in;
+  m.row_scales = rs;
+  m.fp8_activations = quant_.fp8_dynamic_activations ? Matrix::Fp8Activations::PerToken : Matrix::Fp8Activations::None;
+  return m;
+}
+
+void WeightLoader::experts(const std::string& module, MoeWeights& moe) {
+  const TextConfig& c = config_;
+  const int64_t E = c.num_local_experts, H = c.hidden_size, I = c.intermediate_size;
+  if (!ckpt_.has(module + ".gate_up_proj")) {  // one Llama4TextMLP per expert, as quantized checkpoints store them
+    for (int64_t e = 0; e < E; e++) {
+      const std::string p = module + "." + std::to_string(e) + ".";
+      moe.gate_proj.push_back(linear(p + "gate_proj", I, H));
+      moe.up_proj.push_back(linear(p + "up_proj", I, H));
+      moe.down_proj.push_back(linear(p + "down_proj", H, I));
+    }
+    return;
+  }
+  // The fused tensors [E, H, 2I] and [E, I, H]: columns [0, I) of gate_up_proj are gate, [I, 2I) up.
+  const Matrix gate_up = matrix(module + ".gate_up_proj", {E, H, 2 * I}), down = matrix(module + ".down_proj", {E, I, H});
+  auto expert = [&](const Matrix& all, int64_t e, int64_t in, int64_t first, int64_t count) {
     Matrix v = all.slice_rows(e * in, in);
     v.data = static_cast<const uint8_t*>(v.data) + size_t(first) * dtype_size(v.dtype);
     v.cols = count;
-    v.stride = out;
+    v.stride = all.cols;
     v.in_out = true;
-    views.push_back(dtype_ == "q8" || dtype_ == "q4" ? quantized(v, dtype_ == "q8" ? DType::Q8 : DType::Q4) : v);
+    return quantized_at_load(module, v, false);
+  };
+  for (int64_t e = 0; e < E; e++) {
+    moe.gate_proj.push_back(expert(gate_up, e, H, 0, I));
+    moe.up_proj.push_back(expert(gate_up, e, H, I, I));
+    moe.down_proj.push_back(expert(down, e, I, 0, H));
   }
-  if (dtype_ == "q8" || dtype_ == "q4") ckpt_.release(name);
-  return views;
+  if (moe.gate_proj[0].data != gate_up.data && gate_up.data == ckpt_.get(module + ".gate_up_proj").data) {
+    ckpt_.release(module + ".gate_up_proj");
+    ckpt_.release(module + ".down_proj");
+  }
+}
+
+void WeightLoader::check_ignore_list() const {
+  for (const std::string& entry : quant_.ignore) {
+    bool found = false;
+    for (const auto& [name, t] : ckpt_.tensors()) {
+      const std::string module = name.substr(0, name.rfind('.'));
+      QuantizationConfig one;
+      one.ignore = {entry};
+      if (one.ignores(module)) {
+        found = true;
+        break;
+      }
+    }
+    if (!found)
+      throw std::runtime_error(ckpt_.dir() + ": quantization_config.ignore names \"" + entry +
+                               "\", which matches no module of the checkpoint");
+  }
 }
 
 std::vector<float> WeightLoader::vector_f32(const std::string& name, int64_t size) { return tensor_f32(name, {size}); }
@@ -132,9 +293,10 @@ TextWeights WeightLoader::load() {
   }
   const int64_t H = c.hidden_size, V = c.vocab_size, D = c.head_dim;
   const int64_t E = c.num_local_experts, I = c.intermediate_size;
+  check_ignore_list();
   w.embed_tokens = matrix(prefix + "embed_tokens.weight", {V, H});
   w.norm = vector_f32(prefix + "norm.weight", H);
-  if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = linear_weight(head, {V, H}, true);
+  if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = linear(head.substr(0, head.size() - 7), V, H, true);
   else if (dtype_ == "q8" || dtype_ == "q4") w.lm_head = quantized(w.embed_tokens, DType::Q8);
   else w.lm_head = w.embed_tokens;
 
@@ -144,10 +306,10 @@ TextWeights WeightLoader::load() {
     l.input_layernorm = vector_f32(p + "input_layernorm.weight", H);
     l.post_attention_layernorm = vector_f32(p + "post_attention_layernorm.weight", H);
     AttentionWeights& a = l.self_attn;
-    a.q_proj = linear_weight(p + "self_attn.q_proj.weight", {c.num_attention_heads * D, H});
-    a.k_proj = linear_weight(p + "self_attn.k_proj.weight", {c.num_key_value_heads * D, H});
-    a.v_proj = linear_weight(p + "self_attn.v_proj.weight", {c.num_key_value_heads * D, H});
-    a.o_proj = linear_weight(p + "self_attn.o_proj.weight", {H, c.num_attention_heads * D});
+    a.q_proj = linear(p + "self_attn.q_proj", c.num_attention_heads * D, H);
+    a.k_proj = linear(p + "self_attn.k_proj", c.num_key_value_heads * D, H);
+    a.v_proj = linear(p + "self_attn.v_proj", c.num_key_value_heads * D, H);
+    a.o_proj = linear(p + "self_attn.o_proj", H, c.num_attention_heads * D);
     if (c.attention_bias) {
       a.q_bias = vector_f32(p + "self_attn.q_proj.bias", c.num_attention_heads * D);
       a.k_bias = vector_f32(p + "self_attn.k_proj.bias", c.num_key_value_heads * D);
@@ -158,17 +320,15 @@ TextWeights WeightLoader::load() {
     if (l.is_moe) {
       const std::string f = p + "feed_forward.";
       l.moe.router = matrix(f + "router.weight", {E, H});
-      l.moe.gate_proj = experts(f + "experts.gate_up_proj", E, H, 2 * I, 0, I);
-      l.moe.up_proj = experts(f + "experts.gate_up_proj", E, H, 2 * I, I, I);
-      l.moe.down_proj = experts(f + "experts.down_proj", E, I, H, 0, H);
-      l.moe.shared_expert.gate_proj = linear_weight(f + "shared_expert.gate_proj.weight", {I, H});
-      l.moe.shared_expert.up_proj = linear_weight(f + "shared_expert.up_proj.weight", {I, H});
-      l.moe.shared_expert.down_proj = linear_weight(f + "shared_expert.down_proj.weight", {H, I});
+      experts(f + "experts", l.moe);
+      l.moe.shared_expert.gate_proj = linear(f + "shared_expert.gate_proj", I, H);
+      l.moe.shared_expert.up_proj = linear(f + "shared_expert.up_proj", I, H);
+      l.moe.shared_expert.down_proj = linear(f + "shared_expert.down_proj", H, I);
     } else {
       const int64_t M = c.intermediate_size_mlp;
-      l.mlp.gate_proj = linear_weight(p + "feed_forward.gate_proj.weight", {M, H});
-      l.mlp.up_proj = linear_weight(p + "feed_forward.up_proj.weight", {M, H});
-      l.mlp.down_proj = linear_weight(p + "feed_forward.down_proj.weight", {H, M});
+      l.mlp.gate_proj = linear(p + "feed_forward.gate_proj", M, H);
+      l.mlp.up_proj = linear(p + "feed_forward.up_proj", M, H);
+      l.mlp.down_proj = linear(p + "feed_forward.down_proj", H, M);
     }
     w.layers.push_back(std::move(l));
   }

@@ -8,6 +8,7 @@
 #include "../kernels/kernels.h"
 #include "../safetensors.h"
 #include "config.h"
+#include "quantization_config.h"
 
 namespace l4 {
 
@@ -73,20 +74,28 @@ struct VisionWeights {  // Llama4VisionModel + Llama4MultiModalProjector
 // "bfloat16" / "float16" convert floating weights to that dtype once at load; "q8" / "q4" quantize the text
 // model's linear layers (attention, MLPs, experts; lm_head to q8) block-wise at load, keeping the router,
 // embeddings, norms and vision tower as they are (see quantized.h).
+// `quant`: a compressed-tensors checkpoint's scheme (its quantized Linears are used as stored: FP8 in place,
+// int4 / int8 repacked into Q4 / Q8), or FbgemmFp8Config (Linears and experts quantized to FP8 at load).
 class WeightLoader {
  public:
-  WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype);
+  WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype, QuantizationConfig quant);
   TextWeights load();
   // The vision tower of a Llama4ForConditionalGeneration checkpoint; `vision` must be usable().
   VisionWeights load_vision(const VisionConfig& vision);
 
  private:
   Matrix matrix(const std::string& name, std::vector<int64_t> shape);
-  // A linear layer's weight, quantized when dtype asks for it.
-  Matrix linear_weight(const std::string& name, std::vector<int64_t> shape, bool lm_head = false);
-  // Every expert's columns [first, first + count) of a fused [E, in, out] experts tensor, as linear_weight gives them.
-  std::vector<Matrix> experts(const std::string& name, int64_t E, int64_t in, int64_t out, int64_t first, int64_t count);
+  // The Linear layer `module` ([out, in]): a compressed-tensors quantized one as stored, else its float weight,
+  // quantized at load when dtype or FbgemmFp8Config asks for it.
+  Matrix linear(const std::string& module, int64_t out, int64_t in, bool lm_head = false);
+  Matrix quantized_at_load(const std::string& module, const Matrix& m, bool lm_head);
+  Matrix packed(const std::string& module, int64_t out, int64_t in);  // compressed-tensors int4 / int8
+  Matrix fp8(const std::string& module, int64_t out, int64_t in);     // compressed-tensors FP8
+  // Llama4TextExperts under `module` (…feed_forward.experts): the fused tensors or one Linear per expert.
+  void experts(const std::string& module, MoeWeights& moe);
+  void check_ignore_list() const;
   Matrix quantized(const Matrix& m, DType target);
+  std::vector<uint8_t>& own(size_t bytes);
   std::vector<float> vector_f32(const std::string& name, int64_t size);
   std::vector<float> tensor_f32(const std::string& name, const std::vector<int64_t>& shape);
   LayerNormWeights layer_norm(const std::string& prefix, int64_t size);
@@ -95,6 +104,7 @@ class WeightLoader {
   const Checkpoint& ckpt_;
   const TextConfig& config_;
   std::string dtype_;
+  QuantizationConfig quant_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
   size_t converted_bytes_ = 0;
 

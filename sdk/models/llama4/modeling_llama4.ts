@@ -10,6 +10,7 @@ import { HUB_OPTION_KEYS, PretrainedOptions, resolvePretrained } from "../../hub
 import { native, NativeKVCache, NativeModel } from "../../native";
 import { Tensor, toIdMatrix } from "../../tensor";
 import { resolveDType, DTypeName } from "../../torch";
+import { FbgemmFp8Config } from "../../utils/quantization_config";
 import { registerCancellable } from "../../utils/cancellation";
 import { checkOptions, describe } from "../../utils/options";
 import { GenerationTrace, stepFromOutput, TraceOptions } from "../../trace";
@@ -35,6 +36,8 @@ export interface FromPretrainedOptions extends PretrainedOptions {
   device_map?: string;
   /** All three compute exact softmax attention; only "eager" can return attention probabilities. */
   attn_implementation?: AttnImplementation;
+  /** Quantize at load: FbgemmFp8Config (FP8 weights and activations). Checkpoints already quantized need none. */
+  quantization_config?: FbgemmFp8Config;
 }
 
 export type IdsInput = number[][] | number[] | Tensor;
@@ -103,7 +106,7 @@ export function cacheOption(options: { cache?: DynamicCache; past_key_values?: D
   return options.cache ?? options.past_key_values;
 }
 
-const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", ...HUB_OPTION_KEYS] as const;
+const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", "quantization_config", ...HUB_OPTION_KEYS] as const;
 const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "cache", "past_key_values", "use_cache", "output_hidden_states",
   "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep", "pixel_values", "image_features"] as const;
 
@@ -163,7 +166,15 @@ export class Llama4PreTrainedModel {
     const dir = await resolvePretrained(pathOrId, { required: ["config.json"], optional: ["generation_config.json"], weights: true }, options);
     const config = llama4ConfigFromJson(readJsonFile(join(dir, "config.json")), join(dir, "config.json"));
     const generationConfig = GenerationConfig.from_dir(dir);
-    const engine = await native().loadModel(dir, { dtype });
+    const quantization = options.quantization_config;
+    if (quantization !== undefined && !(quantization instanceof FbgemmFp8Config)) {
+      throw new Error(`quantization_config: ${describe(quantization)} is not supported; pass new FbgemmFp8Config() ` +
+        `(compressed-tensors checkpoints load without one; dtype "q8" / "q4" quantizes at load)`);
+    }
+    const engine = await native().loadModel(dir, {
+      dtype,
+      ...(quantization ? { fbgemmFp8: JSON.stringify({ activation_scale_ub: quantization.activation_scale_ub, modules_to_not_convert: quantization.modules_to_not_convert }) } : {}),
+    });
     const model = new this(engine, config, generationConfig, dtype, attn, pathOrId);
     registerCancellable(model); // so cancelAll() (a Jupyter interrupt) reaches it
     return model;
