@@ -91,6 +91,8 @@ export interface NativeModel {
   /** `vision` is null for a text-only checkpoint (config.json without vision_config). */
   info(): { layout: string; mappedBytes: number; convertedBytes: number; vision: NativeVisionInfo | null };
   weightStats(): { module: string; dtype: string; bytes: number }[];
+  /** Writes model.safetensors as a compressed-tensors checkpoint; resolves to its quantization_config (JSON). */
+  saveQuantized(path: string): Promise<string>;
 }
 
 export interface MatmulOptions {
@@ -116,7 +118,7 @@ export interface NativeEngine {
   /** One product on a named kernel set (tests hold every set the CPU has to one reference). */
   matmul(options: MatmulOptions): Float32Array;
   /** The same with the weight quantized first: the output and the dequantized weight [out, in] and activations. */
-  matmul(options: MatmulOptions & { quantize: "q8" | "q4" }): { y: Float32Array; weight: Float32Array; x: Float32Array };
+  matmul(options: MatmulOptions & { quantize: "q8" | "q4" | "fp8" }): { y: Float32Array; weight: Float32Array; x: Float32Array };
 }
 
 const ADDON = join("native", "build", "Release", "llama4_native.node");

@@ -234,6 +234,44 @@ describe("kernel sets", () => {
     });
   });
 
+  // FP8 weights (e4m3, a scale per output row: FbgemmFp8's rule): widened exactly in registers, products in f32. The
+  // dequantized weights are within half an e4m3 step (2^-4 relative, or the subnormal step) of the originals, and the
+  // output equals the float64 product of them within the f32 accumulation bound.
+  test.each(SETS)("%s: FP8 weights, every shape and token count", (kernels) => {
+    const next = rng(23);
+    for (const [K, N] of SHAPES)
+      for (const tokens of [1, 3, 5, 33]) {
+        const w = randomWeights(K * N, "BF16", next);
+        const x = new Float32Array(tokens * K).map(() => next() * 2 - 1);
+        for (const inOut of [false, true]) {
+          const [rows, cols] = inOut ? [K, N] : [N, K];
+          const r = native().matmul({ kernels, x, tokens, weight: w.bits, dtype: "BF16", rows, cols, inOut, quantize: "fp8" });
+          let weightError = 0, worst = 0;
+          for (let n = 0; n < N; n++) {
+            let amax = 0;
+            for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(w.values[inOut ? k * N + n : n * K + k]));
+            const scale = Math.max(amax / 448, 1 / (448 * 512));
+            for (let k = 0; k < K; k++) {
+              const v = w.values[inOut ? k * N + n : n * K + k];
+              weightError = Math.max(weightError, Math.abs(r.weight[n * K + k] - v) / Math.max(2 ** -4 * Math.abs(v), 2 ** -10 * scale));
+            }
+          }
+          for (let t = 0; t < tokens; t++)
+            for (let n = 0; n < N; n++) {
+              let ref = 0, magnitude = 0;
+              for (let k = 0; k < K; k++) {
+                const term = x[t * K + k] * r.weight[n * K + k];
+                ref += term;
+                magnitude += Math.abs(term);
+              }
+              worst = Math.max(worst, Math.abs(r.y[t * N + n] - ref) / (2 * 2 ** -24 * (K + 2) * magnitude + 1e-30));
+            }
+          expect(weightError, `weights K=${K} N=${N} inOut=${inOut}`).toBeLessThanOrEqual(1);
+          expect(worst, `${kernels} K=${K} N=${N} tokens=${tokens} inOut=${inOut}`).toBeLessThanOrEqual(1);
+        }
+      }
+  });
+
   test("an unknown kernel set or a mis-sized weight is refused by name", () => {
     const x = new Float32Array(4), weight = new Float32Array(8);
     expect(() => native().matmul({ kernels: "sse9", x, tokens: 1, weight, dtype: "F32", rows: 2, cols: 4, inOut: false }))

@@ -11,6 +11,7 @@
 
 #include "../src/kernels/kernels.h"
 #include "../src/kernels/quantized.h"
+#include "../src/llama4/save.h"
 #include "../src/llama4/text_model.h"
 #include "../src/thread_pool.h"
 
@@ -221,6 +222,20 @@ class EncodeImagesWorker : public PromiseWorker {
   ImageResult result_;
 };
 
+class SaveWorker : public PromiseWorker {
+ public:
+  SaveWorker(Napi::Env env, std::shared_ptr<TextModel> model, std::string path)
+      : PromiseWorker(env), model_(std::move(model)), path_(std::move(path)) {}
+
+ protected:
+  void Run() override { config_ = l4::save_compressed_tensors(*model_, path_); }
+  Napi::Value Resolve(Napi::Env env) override { return Napi::String::New(env, config_); }
+
+ private:
+  std::shared_ptr<TextModel> model_;
+  std::string path_, config_;
+};
+
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::FunctionReference constructor;
@@ -232,7 +247,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                     InstanceMethod<&ModelWrap::Cancel>("cancel"),
                                     InstanceMethod<&ModelWrap::Config>("config"),
                                     InstanceMethod<&ModelWrap::Info>("info"),
-                                    InstanceMethod<&ModelWrap::WeightStats>("weightStats")});
+                                    InstanceMethod<&ModelWrap::WeightStats>("weightStats"),
+                                    InstanceMethod<&ModelWrap::SaveQuantized>("saveQuantized")});
     constructor = Napi::Persistent(f);
   }
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
@@ -317,6 +333,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value Config(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), model->config().to_json()); }
+
+  // saveQuantized(path) -> Promise<quantization_config JSON>: writes model.safetensors as a compressed-tensors checkpoint.
+  Napi::Value SaveQuantized(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "saveQuantized expects a file path");
+    auto* worker = new SaveWorker(info.Env(), model, info[0].As<Napi::String>().Utf8Value());
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  }
 
   Napi::Value WeightStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -426,8 +451,8 @@ Napi::Value KernelSets(const Napi::CallbackInfo& info) {
 }
 
 // matmul({ kernels, x, tokens, weight, dtype, rows, cols, inOut, quantize }): one product on a named kernel set,
-// so tests can hold every set the CPU has to the same reference. With quantize ("q8" / "q4") the weight is
-// quantized first and the result is { y, weight, x }: the output and the dequantized weight [out, in] and
+// so tests can hold every set the CPU has to the same reference. With quantize ("q8" / "q4", or "fp8": e4m3 with a
+// scale per output row, activations left in f32) the weight is quantized first and the result is { y, weight, x }: the output and the dequantized weight [out, in] and
 // activations [tokens, in] it was computed from. Synchronous: for small test sizes only.
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -438,8 +463,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
                 cols = o.Get("cols").ToNumber().Int64Value();
   const bool in_out = o.Get("inOut").ToBoolean().Value();
   const std::string quantize = o.Has("quantize") && !o.Get("quantize").IsUndefined() ? o.Get("quantize").ToString().Utf8Value() : "";
-  if (!quantize.empty() && quantize != "q8" && quantize != "q4")
-    throw Napi::TypeError::New(env, "matmul: quantize must be \"q8\" or \"q4\", got " + quantize);
+  if (!quantize.empty() && quantize != "q8" && quantize != "q4" && quantize != "fp8")
+    throw Napi::TypeError::New(env, "matmul: quantize must be \"q8\", \"q4\" or \"fp8\", got " + quantize);
   l4::DType dtype;
   if (!l4::dtype_from_name(dtype_name, &dtype) ||
       (dtype != l4::DType::F32 && dtype != l4::DType::BF16 && dtype != l4::DType::F16))
@@ -458,7 +483,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   std::vector<float> y(tokens * out);
   std::vector<uint8_t> storage;
   try {
-    if (!quantize.empty()) m = l4::quantize_matrix(m, quantize == "q8" ? l4::DType::Q8 : l4::DType::Q4, storage);
+    if (!quantize.empty())
+      m = l4::quantize_matrix(m, quantize == "q8" ? l4::DType::Q8 : quantize == "q4" ? l4::DType::Q4 : l4::DType::F8_E4M3, storage);
     l4::matmul_on(kernels, x.data(), tokens, m, y.data());
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
@@ -466,11 +492,15 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   if (quantize.empty()) return to_float32_array(env, std::move(y));
   std::vector<float> weight(out * in), activations(tokens * in);
   l4::to_f32(m, weight.data());
-  l4::QuantizedActivations xq;
-  l4::quantize_activations(x.data(), in, tokens, in, l4::quant_offset(m.dtype), xq);
-  for (int64_t t = 0; t < tokens; t++)
-    for (int64_t k = 0; k < in; k++)
-      activations[t * in + k] = float(xq.q(t)[k]) * xq.scales(t)[k / l4::kQuantBlock];
+  if (m.dtype == l4::DType::F8_E4M3) {
+    activations = x;  // FP8 weights alone: the activations stay f32
+  } else {
+    l4::QuantizedActivations xq;
+    l4::quantize_activations(x.data(), in, tokens, in, l4::quant_offset(m.dtype), xq);
+    for (int64_t t = 0; t < tokens; t++)
+      for (int64_t k = 0; k < in; k++)
+        activations[t * in + k] = float(xq.q(t)[k]) * xq.scales(t)[k / l4::kQuantBlock];
+  }
   Napi::Object result = Napi::Object::New(env);
   result.Set("y", to_float32_array(env, std::move(y)));
   result.Set("weight", to_float32_array(env, std::move(weight)));

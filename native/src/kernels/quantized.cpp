@@ -82,6 +82,13 @@ void quantize_rows(DType t, int64_t N, int64_t K, const std::function<void(int64
   }, quants, scales);
 }
 
+void unpack_row(DType t, const uint8_t* quants, const uint16_t* scales, int64_t K, int64_t n, int8_t* q, uint16_t* block_scales) {
+  const int64_t blocks = quant_blocks(K), g = n / kQuantRows, r = n % kQuantRows;
+  for (int64_t b = 0; b < blocks; b++) block_scales[b] = scales[(g * blocks + b) * kQuantRows + r];
+  for (int64_t k = 0; k < K; k++)
+    q[k] = int8_t(stored_quant(t, quants + (g * blocks + k / kQuantBlock) * quant_block_bytes(t), r, k % kQuantBlock));
+}
+
 void dequantize_row(DType t, const uint8_t* quants, const uint16_t* scales, int64_t K, int64_t n, float* out) {
   const int64_t blocks = quant_blocks(K), g = n / kQuantRows, r = n % kQuantRows;
   for (int64_t k = 0; k < K; k++) {

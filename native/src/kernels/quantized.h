@@ -47,6 +47,8 @@ void quantize_rows(DType t, int64_t N, int64_t K, const std::function<void(int64
 // quant_blocks(K) f16 scales.
 void pack_rows(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row, uint8_t* quants,
                uint16_t* scales);
+// Row n of a quantized matrix: its K signed quants and quant_blocks(K) f16 block scales.
+void unpack_row(DType t, const uint8_t* quants, const uint16_t* scales, int64_t K, int64_t n, int8_t* q, uint16_t* block_scales);
 // Row n of a quantized matrix, dequantized to K floats.
 void dequantize_row(DType t, const uint8_t* quants, const uint16_t* scales, int64_t K, int64_t n, float* out);
 

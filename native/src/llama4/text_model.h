@@ -90,6 +90,7 @@ class TextModel {
   TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8 = "");
   const TextConfig& config() const { return config_; }
   const TextWeights& weights() const { return weights_; }
+  const Checkpoint& checkpoint() const { return *checkpoint_; }
   size_t mapped_weight_bytes() const;
   size_t converted_weight_bytes() const;
   std::vector<WeightStat> weight_stats() const;

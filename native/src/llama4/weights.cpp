@@ -78,16 +78,17 @@ Matrix WeightLoader::quantized(const Matrix& m, DType target) {
   return q;
 }
 
-Matrix WeightLoader::quantized_at_load(const std::string& module, const Matrix& m, bool lm_head) {
-  if (dtype_ == "q8" || dtype_ == "q4")  // lm_head stays at 8 bits under q4: its errors go straight into every logit
-    return quantized(m, dtype_ == "q8" || lm_head ? DType::Q8 : DType::Q4);
-  if (quant_.method == QuantizationConfig::Method::FbgemmFp8 && quant_.converts(module)) {
-    Matrix q = quantized(m, DType::F8_E4M3);
+Matrix WeightLoader::quantized_at_load(const std::string& module, const Matrix& m, bool lm_head, std::vector<std::string> replaces) {
+  Matrix q = m;
+  if (dtype_ == "q8" || dtype_ == "q4") {  // lm_head stays at 8 bits under q4: its errors go straight into every logit
+    q = quantized(m, dtype_ == "q8" || lm_head ? DType::Q8 : DType::Q4);
+  } else if (quant_.method == QuantizationConfig::Method::FbgemmFp8 && quant_.converts(module)) {
+    q = quantized(m, DType::F8_E4M3);
     q.fp8_activations = Matrix::Fp8Activations::PerTokenBounded;
     q.activation_ub = float(quant_.activation_scale_ub);
-    return q;
   }
-  return m;
+  if (q.data != m.data) quantized_modules_.push_back({module, q, std::move(replaces)});
+  return q;
 }
 
 Matrix WeightLoader::linear(const std::string& module, int64_t out, int64_t in, bool lm_head) {
@@ -101,10 +102,16 @@ Matrix WeightLoader::linear(const std::string& module, int64_t out, int64_t in, 
                              "quantization_config to say how");
   if (stored_quantized && ignored)
     throw std::runtime_error(ckpt_.dir() + ": " + module + " is stored quantized, but quantization_config.ignore lists it");
-  if (packed_weight || (stored_quantized && ckpt_.get(module + ".weight").dtype == DType::I8)) return packed(module, out, in);
-  if (stored_quantized) return fp8(module, out, in);
+  if (stored_quantized) {
+    const Matrix q = packed_weight || ckpt_.get(module + ".weight").dtype == DType::I8 ? packed(module, out, in) : fp8(module, out, in);
+    std::vector<std::string> replaces;
+    for (const char* suffix : {".weight", ".weight_packed", ".weight_scale", ".weight_shape"})
+      if (ckpt_.has(module + suffix)) replaces.push_back(module + suffix);
+    quantized_modules_.push_back({module, q, replaces});
+    return q;
+  }
   const Matrix m = matrix(module + ".weight", {out, in});
-  const Matrix q = quantized_at_load(module, m, lm_head);
+  const Matrix q = quantized_at_load(module, m, lm_head, {module + ".weight"});
   if (q.data != m.data && m.data == ckpt_.get(module + ".weight").data) ckpt_.release(module + ".weight");
   return q;
 }
@@ -217,18 +224,22 @@ void WeightLoader::experts(const std::string& module, MoeWeights& moe) {
   }
   // The fused tensors [E, H, 2I] and [E, I, H]: columns [0, I) of gate_up_proj are gate, [I, 2I) up.
   const Matrix gate_up = matrix(module + ".gate_up_proj", {E, H, 2 * I}), down = matrix(module + ".down_proj", {E, I, H});
-  auto expert = [&](const Matrix& all, int64_t e, int64_t in, int64_t first, int64_t count) {
+  // Quantized, they are saved as one Linear per expert; the first stands for the two fused tensors.
+  const std::vector<std::string> fused{module + ".gate_up_proj", module + ".down_proj"};
+  auto expert = [&](const Matrix& all, int64_t e, const char* name, int64_t in, int64_t first, int64_t count) {
     Matrix v = all.slice_rows(e * in, in);
     v.data = static_cast<const uint8_t*>(v.data) + size_t(first) * dtype_size(v.dtype);
     v.cols = count;
     v.stride = all.cols;
     v.in_out = true;
-    return quantized_at_load(module, v, false);
+    const bool first_one = e == 0 && std::string(name) == "gate_proj";
+    return quantized_at_load(module + "." + std::to_string(e) + "." + name, v, false,
+                             first_one ? fused : std::vector<std::string>{});
   };
   for (int64_t e = 0; e < E; e++) {
-    moe.gate_proj.push_back(expert(gate_up, e, H, 0, I));
-    moe.up_proj.push_back(expert(gate_up, e, H, I, I));
-    moe.down_proj.push_back(expert(down, e, I, 0, H));
+    moe.gate_proj.push_back(expert(gate_up, e, "gate_proj", H, 0, I));
+    moe.up_proj.push_back(expert(gate_up, e, "up_proj", H, I, I));
+    moe.down_proj.push_back(expert(down, e, "down_proj", I, 0, H));
   }
   if (moe.gate_proj[0].data != gate_up.data && gate_up.data == ckpt_.get(module + ".gate_up_proj").data) {
     ckpt_.release(module + ".gate_up_proj");
@@ -297,7 +308,6 @@ TextWeights WeightLoader::load() {
   w.embed_tokens = matrix(prefix + "embed_tokens.weight", {V, H});
   w.norm = vector_f32(prefix + "norm.weight", H);
   if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = linear(head.substr(0, head.size() - 7), V, H, true);
-  else if (dtype_ == "q8" || dtype_ == "q4") w.lm_head = quantized(w.embed_tokens, DType::Q8);
   else w.lm_head = w.embed_tokens;
 
   for (int64_t i = 0; i < c.num_hidden_layers; i++) {
@@ -333,6 +343,7 @@ TextWeights WeightLoader::load() {
     w.layers.push_back(std::move(l));
   }
   w.converted_bytes = converted_bytes_;
+  w.quantized = std::move(quantized_modules_);
   return w;
 }
 

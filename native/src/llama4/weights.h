@@ -39,6 +39,14 @@ struct DecoderLayerWeights {
   MoeWeights moe;  // MoE layers
 };
 
+// A Linear the engine holds quantized (at load, or as a quantized checkpoint stored it), by its module name, and
+// the checkpoint tensors it stands for: what save_pretrained writes in their place.
+struct QuantizedModule {
+  std::string module;  // e.g. "model.layers.0.feed_forward.experts.3.gate_proj"
+  Matrix weight;       // [out, in]: Q8 / Q4 / F8_E4M3
+  std::vector<std::string> replaces;
+};
+
 struct TextWeights {
   Matrix embed_tokens;  // [V, H]
   std::vector<DecoderLayerWeights> layers;
@@ -46,6 +54,7 @@ struct TextWeights {
   Matrix lm_head;  // [V, H]
   std::string layout;  // "Llama4ForCausalLM" or "Llama4ForConditionalGeneration"
   size_t converted_bytes = 0;  // bytes held in converted copies (0 when used in place)
+  std::vector<QuantizedModule> quantized;
 };
 
 struct LayerNormWeights {  // nn.LayerNorm
@@ -72,8 +81,8 @@ struct VisionWeights {  // Llama4VisionModel + Llama4MultiModalProjector
 
 // `dtype`: "auto" / "float32" keep the checkpoint's dtype (f32 math on widened values);
 // "bfloat16" / "float16" convert floating weights to that dtype once at load; "q8" / "q4" quantize the text
-// model's linear layers (attention, MLPs, experts; lm_head to q8) block-wise at load, keeping the router,
-// embeddings, norms and vision tower as they are (see quantized.h).
+// model's linear layers (attention, MLPs, experts; an untied lm_head to q8) block-wise at load, keeping the router,
+// embeddings (and a lm_head tied to them), norms and vision tower as they are (see quantized.h).
 // `quant`: a compressed-tensors checkpoint's scheme (its quantized Linears are used as stored: FP8 in place,
 // int4 / int8 repacked into Q4 / Q8), or FbgemmFp8Config (Linears and experts quantized to FP8 at load).
 class WeightLoader {
@@ -88,7 +97,8 @@ class WeightLoader {
   // The Linear layer `module` ([out, in]): a compressed-tensors quantized one as stored, else its float weight,
   // quantized at load when dtype or FbgemmFp8Config asks for it.
   Matrix linear(const std::string& module, int64_t out, int64_t in, bool lm_head = false);
-  Matrix quantized_at_load(const std::string& module, const Matrix& m, bool lm_head);
+  // `replaces`: the checkpoint tensors the result stands for (recorded when it is quantized).
+  Matrix quantized_at_load(const std::string& module, const Matrix& m, bool lm_head, std::vector<std::string> replaces);
   Matrix packed(const std::string& module, int64_t out, int64_t in);  // compressed-tensors int4 / int8
   Matrix fp8(const std::string& module, int64_t out, int64_t in);     // compressed-tensors FP8
   // Llama4TextExperts under `module` (…feed_forward.experts): the fused tensors or one Linear per expert.
@@ -105,6 +115,7 @@ class WeightLoader {
   const TextConfig& config_;
   std::string dtype_;
   QuantizationConfig quant_;
+  std::vector<QuantizedModule> quantized_modules_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
   size_t converted_bytes_ = 0;
 

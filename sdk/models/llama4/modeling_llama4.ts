@@ -1,6 +1,6 @@
 // Llama4ForCausalLM / Llama4ForConditionalGeneration over the native engine, named and shaped as
 // in transformers' modeling_llama4.py (snake_case options, async where Python blocks).
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
 import { readJsonFile } from "../../configuration_utils";
@@ -120,6 +120,8 @@ export class Llama4PreTrainedModel {
   /** The id or directory it was loaded from. */
   readonly name_or_path: string;
   private cancellations = 0;
+  /** The local folder the weights were read from (a download lands in the hub cache). */
+  private source_dir = "";
 
   /** Use `await X.from_pretrained(...)`. */
   constructor(
@@ -176,6 +178,7 @@ export class Llama4PreTrainedModel {
       ...(quantization ? { fbgemmFp8: JSON.stringify({ activation_scale_ub: quantization.activation_scale_ub, modules_to_not_convert: quantization.modules_to_not_convert }) } : {}),
     });
     const model = new this(engine, config, generationConfig, dtype, attn, pathOrId);
+    model.source_dir = dir;
     registerCancellable(model); // so cancelAll() (a Jupyter interrupt) reaches it
     return model;
   }
@@ -220,6 +223,39 @@ export class Llama4PreTrainedModel {
       scratch_peak_bytes: out.scratch_peak_bytes,
       rss_bytes: process.memoryUsage().rss,
     };
+  }
+
+  /**
+   * Writes the quantized model (dtype "q8" / "q4", FbgemmFp8Config, or a quantized checkpoint) to `save_directory`
+   * as a compressed-tensors checkpoint that transformers and from_pretrained load as they are, so quantizing at
+   * load is done once: config.json with its quantization_config, generation_config.json and model.safetensors
+   * (int4 / int8 pack-quantized in groups of 32 with f16 scales, or FP8 with a scale per output row; fused experts
+   * as one Linear per expert; every other tensor as the checkpoint stores it). A tied lm_head is saved tied.
+   */
+  async save_pretrained(save_directory: string): Promise<void> {
+    if (typeof save_directory !== "string" || save_directory === "") throw new Error("save_pretrained: save_directory must be a folder path");
+    const target = resolve(save_directory);
+    if (target === resolve(this.source_dir)) {
+      throw new Error(`save_pretrained: ${save_directory} is the folder the model was loaded from; its weights are still in use`);
+    }
+    mkdirSync(target, { recursive: true });
+    // Written under a temporary name and renamed, so a failure never leaves a half-written checkpoint behind.
+    const weights = join(target, "model.safetensors");
+    const partial = `${weights}.partial`;
+    let quantization: string;
+    try {
+      quantization = await this.engine.saveQuantized(partial);
+    } catch (e) {
+      rmSync(partial, { force: true });
+      throw e;
+    }
+    renameSync(partial, weights);
+    for (const stale of ["model.safetensors.index.json"]) rmSync(join(target, stale), { force: true });
+    const config = readJsonFile(join(this.source_dir, "config.json")) as Record<string, unknown>;
+    config.quantization_config = JSON.parse(quantization);
+    writeFileSync(join(target, "config.json"), JSON.stringify(config, null, 2) + "\n");
+    const generation = join(this.source_dir, "generation_config.json");
+    if (existsSync(generation)) copyFileSync(generation, join(target, "generation_config.json"));
   }
 
   /** Bytes of the loaded weights by module (embed_tokens, attention, router, experts, ...) and held dtype. */
