@@ -27,13 +27,14 @@ const SHAPES = ["large-vocab", "moe"];
 const CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time";
 const CHECK_TOKENS = 32;
 
-// Weight formats compared: bf16 (ours in f32 and "medium" math), q8 (ours against llama.cpp's Q8_0) and q4 (ours
-// against Q4_0, with Q4_K_M reported). The quantized GGUFs are made from the bf16 one by llama-quantize.
-const WEIGHTS = ["bf16", "q8", "q4"];
-const LLAMA_QUANT = { q8: ["Q8_0"], q4: ["Q4_0", "Q4_K_M"] };
+// Weight formats compared: bf16 (ours in f32 and "medium" math), q8 (ours against llama.cpp's Q8_0), q4 (ours
+// against Q4_0, with Q4_K_M reported) and fp8 (ours with FbgemmFp8Config, against Q8_0: same bytes per weight). The
+// quantized GGUFs are made from the bf16 one by llama-quantize.
+const WEIGHTS = ["bf16", "q8", "q4", "fp8"];
+const LLAMA_QUANT = { q8: ["Q8_0"], q4: ["Q4_0", "Q4_K_M"], fp8: [] };  // llama.cpp has no FP8 type: fp8 is set against Q8_0
 
 const USAGE =
-  "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--weights bf16,q8,q4] [--repeats N] [--rounds N] " +
+  "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--weights bf16,q8,q4,fp8] [--repeats N] [--rounds N] " +
   "[--prompt-tokens N] [--new-tokens N] [--torch] [--check-f32]";
 
 function parseArgs(argv) {
@@ -170,8 +171,9 @@ function paramsPerToken(c) {
 function bytesPerToken(parts, weights) {
   const linear = parts.attention + parts.shared_expert + parts.routed_experts + parts.dense_mlp;
   const rest = 2 * (parts.router + parts.norms + parts.embedding_row);
-  const perWeight = { bf16: 2, q8: 34 / 32, Q8_0: 34 / 32, q4: 18 / 32, Q4_0: 18 / 32, Q4_K_M: 4.85 / 8 }[weights];
-  const head = { bf16: 2, q8: 34 / 32, Q8_0: 34 / 32, q4: 34 / 32, Q4_0: 210 / 256, Q4_K_M: 210 / 256 }[weights];
+  // fp8 (FbgemmFp8Config): 1 byte per weight plus a 4-byte scale per row (counted as nothing here); lm_head stays bf16.
+  const perWeight = { bf16: 2, q8: 34 / 32, Q8_0: 34 / 32, q4: 18 / 32, Q4_0: 18 / 32, Q4_K_M: 4.85 / 8, fp8: 1 }[weights];
+  const head = { bf16: 2, q8: 34 / 32, Q8_0: 34 / 32, q4: 34 / 32, Q4_0: 210 / 256, Q4_K_M: 210 / 256, fp8: 2 }[weights];
   return linear * perWeight + parts.lm_head * head + rest;
 }
 
@@ -226,7 +228,8 @@ async function greedy(model, ids, n, eos = new Set()) {
 async function benchOurs(sdk, dir, config, ids, opts, precision, dtype = "auto") {
   sdk.torch.set_float32_matmul_precision(precision);
   const t0 = performance.now();
-  const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, { dtype });
+  const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, dtype === "fp8"
+    ? { quantization_config: new sdk.FbgemmFp8Config() } : { dtype });
   const loadS = (performance.now() - t0) / 1000;
   const once = async () => {
     let t = performance.now();
@@ -259,7 +262,7 @@ async function benchOurs(sdk, dir, config, ids, opts, precision, dtype = "auto")
   const prefill = runs.map((r) => ids.length / r.prefillS);
   const decode = runs.map((r) => opts.newTokens / r.decodeS);
   return {
-    name: dtype !== "auto" ? `llama4-ts (${dtype}: weights quantized at load)`
+    name: dtype === "fp8" ? "llama4-ts (fp8: FbgemmFp8Config)" : dtype !== "auto" ? `llama4-ts (${dtype}: weights quantized at load)`
       : precision === "highest" ? "llama4-ts (bf16 weights, f32 math)" : "llama4-ts (bf16 weights and activations: matmul precision medium)",
     weights: dtype === "auto" ? "bf16" : dtype,
     matmul_precision: precision,
@@ -272,6 +275,29 @@ async function benchOurs(sdk, dir, config, ids, opts, precision, dtype = "auto")
     tokens: runs.at(-1).tokens,
     check: { prompt: CHECK_PROMPT, prompt_ids: checkIds, tokens: checkTokens, texts: checkTexts },
   };
+}
+
+// Peak RSS of one engine alone, in a fresh process: load with `weights`, a prefill of the prompt, the decode steps.
+// Against what it must hold: the weights as loaded (weight_memory) and the KV cache at the end.
+const MEMORY_PROBE = `
+  const sdk = require(process.argv[1]);
+  const [dir, weights, threads, idsJson, newTokens] = process.argv.slice(2);
+  sdk.setNumThreads(Number(threads));
+  (async () => {
+    const options = weights === "fp8" ? { quantization_config: new sdk.FbgemmFp8Config() } : { dtype: weights === "bf16" ? "auto" : weights };
+    const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, options);
+    let out = await model.forward({ input_ids: [JSON.parse(idsJson)], use_cache: true, logits_to_keep: 1 });
+    for (let i = 0; i < Number(newTokens); i++) out = await model.forward({ input_ids: [[1]], past_key_values: out.past_key_values, logits_to_keep: 1 });
+    const weightBytes = model.weight_memory().reduce((s, m) => s + m.bytes, 0);
+    const kvBytes = out.past_key_values.native.layerBytes().reduce((s, b) => s + b, 0);
+    console.log(JSON.stringify({ peak_rss_bytes: process.resourceUsage().maxRSS * 1024, weight_bytes: weightBytes, kv_cache_bytes: kvBytes }));
+  })().catch((e) => { console.error(e); process.exit(1); });`;
+
+function measureMemory(dir, weights, ids, opts) {
+  const sdkPath = join(HERE, "..", "dist", "sdk", "index.js");
+  const out = run(process.execPath, ["-e", MEMORY_PROBE, sdkPath, dir, weights, String(opts.threads), JSON.stringify(ids), String(opts.newTokens)], `memory probe (${weights})`);
+  const m = JSON.parse(out.trim().split("\n").at(-1));
+  return { ...m, ratio: m.peak_rss_bytes / (m.weight_bytes + m.kv_cache_bytes) };
 }
 
 function llamaBench(gguf, args, opts) {
@@ -366,6 +392,7 @@ async function main() {
     }
     for (const bits of opts.weights.filter((w) => w !== "bf16")) {
       entries.push([`ours_${bits}`, (round) => benchOurs(sdk, dir, config, ids, opts, "highest", bits)]);
+      if (bits === "fp8" && !opts.weights.includes("q8")) entries.push(["llama_Q8_0", () => benchLlamaCpp(paths[shape].quantized.Q8_0, null, opts, false, "Q8_0")]);
       for (const type of LLAMA_QUANT[bits]) entries.push([`llama_${type}`, () => benchLlamaCpp(paths[shape].quantized[type], null, opts, false, type)]);
     }
     console.log(`${shape}: timing ${entries.map(([key]) => key).join(", ")} (${opts.threads} threads)...`);
@@ -380,9 +407,12 @@ async function main() {
     }
     const pooledRows = entries.map(([key]) => pooled(rounds[key]));
     const baselineOf = (r) => pooledRows.find((b) => b.name.startsWith("llama.cpp") &&
-      (b.weights === r.weights || (r.weights === "q8" && b.weights === "Q8_0") || (r.weights === "q4" && b.weights === "Q4_0")));
+      (b.weights === r.weights || (["q8", "fp8"].includes(r.weights) && b.weights === "Q8_0") || (r.weights === "q4" && b.weights === "Q4_0")));
     for (const r of pooledRows) if (!r.name.startsWith("llama.cpp")) r.baseline = baselineOf(r)?.name ?? null;
     const torchRuns = opts.torch ? ["bfloat16", "float32"].map((d) => benchTorch(dir, d, idsPath, opts)) : [];
+    const memory = {};  // per weight format, once
+    for (const r of pooledRows)
+      if (!r.name.startsWith("llama.cpp")) r.memory = memory[r.weights] ??= measureMemory(dir, r.weights, ids, opts);
 
     const { parts, perToken, allExperts, total: nParams } = paramsPerToken(config);
     const bytesPerToken = 2 * perToken; // bf16
@@ -477,6 +507,11 @@ async function main() {
         base ? `${(r.decode_tok_s / base.decode_tok_s).toFixed(2)}x vs ${base.weights}` : "-", same]);
     }
     console.log(markdownTable(rows));
+    console.log();
+    for (const r of s.results.filter((x) => x.memory && x.matmul_precision !== "medium")) {
+      const m = r.memory;
+      console.log(`peak RSS ${r.name}: ${gb(m.peak_rss_bytes)} = ${m.ratio.toFixed(2)}x (weights ${gb(m.weight_bytes)} + KV cache ${gb(m.kv_cache_bytes)})`);
+    }
     const llama = s.results.find((r) => r.check_f32);
     if (llama) console.log(`\ngreedy on the f32 GGUF: llama.cpp = llama4-ts for ${llama.check_f32.same_tokens}/${llama.check_f32.of} tokens`);
   }

@@ -34,6 +34,8 @@ export interface FromPretrainedOptions extends PretrainedOptions {
   torch_dtype?: unknown;
   /** Only "cpu" / "auto": the engine runs on the CPU. */
   device_map?: string;
+  /** Tensor parallelism across devices: only "auto", which here is the one CPU process (the docs' FP8 example passes it). */
+  tp_plan?: string;
   /** All three compute exact softmax attention; only "eager" can return attention probabilities. */
   attn_implementation?: AttnImplementation;
   /** Quantize at load: FbgemmFp8Config (FP8 weights and activations). Checkpoints already quantized need none. */
@@ -106,7 +108,7 @@ export function cacheOption(options: { cache?: DynamicCache; past_key_values?: D
   return options.cache ?? options.past_key_values;
 }
 
-const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "attn_implementation", "quantization_config", ...HUB_OPTION_KEYS] as const;
+const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "tp_plan", "attn_implementation", "quantization_config", ...HUB_OPTION_KEYS] as const;
 const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "cache", "past_key_values", "use_cache", "output_hidden_states",
   "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep", "pixel_values", "image_features"] as const;
 
@@ -161,6 +163,9 @@ export class Llama4PreTrainedModel {
     const attn = options.attn_implementation ?? "sdpa";
     if (!["eager", "sdpa", "flex_attention"].includes(attn)) {
       throw new Error(`attn_implementation "${attn}" is not supported: use "eager", "sdpa" or "flex_attention"`);
+    }
+    if (options.tp_plan !== undefined && options.tp_plan !== "auto") {
+      throw new Error(`tp_plan "${options.tp_plan}" is not available: the engine runs in one process on the CPU (use "auto" or leave it out)`);
     }
     if (options.device_map !== undefined && options.device_map !== "auto" && options.device_map !== "cpu") {
       throw new Error(`device_map "${options.device_map}" is not available: this engine runs on "cpu"`);
