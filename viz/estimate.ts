@@ -1,35 +1,68 @@
 // Parameter counts, weight bytes and KV-cache bytes of a Llama 4 checkpoint from its config.json
 // alone (no weights read), and a chart of the estimates. Counts follow the tensors transformers'
 // Llama4ForConditionalGeneration / Llama4ForCausalLM create, so on a real checkpoint the total
-// equals the sum of the safetensors tensor sizes.
+// equals the sum of the safetensors tensor sizes. Bytes are what llama4-ts holds in each weight
+// format (bf16, FP8, dtype "q8" / "q4"), as its weight_memory() reports them.
 import { VEGA_LITE_SCHEMA, VegaLiteSpec } from "./common";
 
-export type WeightDType = "bf16" | "fp8" | "int4";
-export const WEIGHT_DTYPES: WeightDType[] = ["bf16", "fp8", "int4"];
+/**
+ * Weight formats llama4-ts holds: "bf16" (as checkpoints store them), "fp8" (FbgemmFp8Config or a
+ * compressed-tensors FP8 checkpoint), "int8" (dtype "q8") and "int4" (dtype "q4" or an int4 checkpoint).
+ */
+export type WeightDType = "bf16" | "fp8" | "int8" | "int4";
+export const WEIGHT_DTYPES: WeightDType[] = ["bf16", "fp8", "int8", "int4"];
+/** How each format is asked for in from_pretrained. */
+export const WEIGHT_DTYPE_SOURCES: Record<WeightDType, string> = {
+  bf16: "as stored",
+  fp8: "FbgemmFp8Config / FP8 checkpoint",
+  int8: 'dtype "q8"',
+  int4: 'dtype "q4" / int4 checkpoint',
+};
 
 export type KVDType = "fp32" | "float32" | "bf16" | "bfloat16" | "fp16" | "float16" | "fp8" | "int8";
 const KV_BYTES: Record<KVDType, number> = { fp32: 4, float32: 4, bf16: 2, bfloat16: 2, fp16: 2, float16: 2, fp8: 1, int8: 1 };
 
-/** Group size of the int4 scales (weights per bf16 scale along the input dimension). */
-export const INT4_GROUP = 128;
+/** Inputs per f16 scale of the int8 / int4 blocks (dtype "q8" / "q4", as llama.cpp's Q8_0 / Q4_0). */
+export const QUANT_BLOCK = 32;
+/** @deprecated The int4 group is now the block of `QUANT_BLOCK` inputs. */
+export const INT4_GROUP = QUANT_BLOCK;
+/** Bytes of the f16 scale of one block. */
+const BLOCK_SCALE_BYTES = 2;
+/** Bytes of the f32 scale of one FP8 output row. */
+const FP8_ROW_SCALE_BYTES = 4;
+
+const LINEARS = "the text model's Linear layers (attention q/k/v/o, routed experts, shared experts, dense MLPs)";
 
 export const QUANTIZATION_ASSUMPTIONS = [
-  "bf16: 2 bytes per parameter, everything.",
-  "fp8: 1 byte per weight of every linear layer, embed_tokens and lm_head, plus one bf16 scale per output row (row-wise scaling); " +
-    "router, norms, biases and the vision position/class embeddings stay bf16.",
-  `int4: 0.5 byte per weight of the same tensors, plus one bf16 scale per group of ${INT4_GROUP} input weights in each row ` +
-    "(symmetric, no zero point); the same tensors stay bf16.",
+  "bf16: 2 bytes per parameter, everything (what the checkpoints store).",
+  `fp8 (FbgemmFp8Config, or a compressed-tensors FP8 checkpoint): float8 e4m3, 1 byte per weight of ${LINEARS}, ` +
+    `plus one f32 scale (${FP8_ROW_SCALE_BYTES} bytes) per output row; lm_head, embed_tokens, routers, norms, ` +
+    "the vision tower and the projector stay bf16.",
+  `int8 (dtype "q8"): 1 byte per weight of the same Linear layers plus one f16 scale (${BLOCK_SCALE_BYTES} bytes) per block of ` +
+    `${QUANT_BLOCK} inputs (${1 + BLOCK_SCALE_BYTES / QUANT_BLOCK} bytes per weight); an untied lm_head too; ` +
+    "embed_tokens (and a tied lm_head with it), routers, norms, the vision tower and the projector stay bf16.",
+  `int4 (dtype "q4", or an int4 compressed-tensors checkpoint, repacked into the same blocks): 0.5 byte per weight of the same ` +
+    `Linear layers plus one f16 scale per block of ${QUANT_BLOCK} inputs (${0.5 + BLOCK_SCALE_BYTES / QUANT_BLOCK} bytes per weight); ` +
+    `an untied lm_head at int8 (${1 + BLOCK_SCALE_BYTES / QUANT_BLOCK} bytes per weight; a checkpoint whose recipe left lm_head ` +
+    "unquantized keeps it bf16); the rest stays bf16 as for int8.",
+  `Padding is ignored: the engine pads int8 / int4 rows to groups of 16 and inputs to blocks of ${QUANT_BLOCK}, ` +
+    "which are whole for real Llama 4 sizes; it also holds norm weights and the vision tower's biases, norms and " +
+    "embeddings widened to f32 (a few MB for Scout), not counted here.",
 ];
 
-/** A group of tensors of one module: `matrix` tensors can be quantized, `keep` ones stay bf16. */
+/**
+ * A group of tensors of one module. `linear` marks the text model's Linear layers, which every quantized
+ * format converts; `lm_head` the untied output projection, int8 in the int8 and int4 formats. Everything
+ * else stays bf16.
+ */
 interface Part {
   module: string;
   /** Parameters in the tensors. */
   params: number;
   /** Parameters used for one text token (routed experts: only the chosen ones). */
   active: number;
-  /** For quantizable matrices: output rows and input columns (per matrix) and how many such matrices. */
-  matrix?: { rows: number; cols: number; count: number };
+  /** Quantized tensors: output rows per matrix and how many such matrices (FP8 holds one scale per output row). */
+  quant?: { kind: "linear" | "lm_head"; rows: number; count: number };
 }
 
 export interface ModuleEstimate {
@@ -139,11 +172,11 @@ function textParts(t: Json, tie: boolean): Part[] {
 
   const parts: Part[] = [];
   const matrix = (module: string, rows: number, cols: number, count: number, activeCount = count): Part => ({
-    module, params: rows * cols * count, active: rows * cols * activeCount, matrix: { rows, cols, count },
+    module, params: rows * cols * count, active: rows * cols * activeCount, quant: { kind: "linear", rows, count },
   });
   const keep = (module: string, params: number, active = params): Part => ({ module, params, active });
 
-  parts.push(matrix("embed_tokens", V, H, 1));
+  parts.push(keep("embed_tokens", V * H));
   // Attention: q (heads*hd x H), k and v (kv*hd x H), o (H x heads*hd); Llama 4's QK norm has no weights.
   parts.push(matrix("attention", heads * hd, H, L), matrix("attention", kv * hd, H, 2 * L), matrix("attention", H, heads * hd, L));
   if (bias) parts.push(keep("attention", L * (heads * hd + 2 * kv * hd + H)));
@@ -158,7 +191,7 @@ function textParts(t: Json, tie: boolean): Part[] {
   if (dense > 0) parts.push(matrix("mlp", Imlp, H, 2 * dense), matrix("mlp", H, Imlp, dense));
   // Two RMSNorms per layer and the final one.
   parts.push(keep("norm", 2 * L * H + H));
-  if (!tie) parts.push(matrix("lm_head", V, H, 1));
+  if (!tie) parts.push({ module: "lm_head", params: V * H, active: V * H, quant: { kind: "lm_head", rows: V, count: 1 } });
   return parts;
 }
 
@@ -175,10 +208,9 @@ function visionParts(v: Json, textHidden: number): Part[] {
   const vout = num(v, "vision_output_dim", w);
   const projBias = Boolean(v.multi_modal_projector_bias ?? false);
   const patches = Math.floor(S / P) ** 2;
+  // Nothing here is quantized: every format keeps the vision tower and the projector bf16.
   const parts: Part[] = [];
-  const matrix = (module: string, rows: number, cols: number, count: number): Part => ({
-    module, params: rows * cols * count, active: 0, matrix: { rows, cols, count },
-  });
+  const matrix = (module: string, rows: number, cols: number, count: number): Part => ({ module, params: rows * cols * count, active: 0 });
   const keep = (module: string, params: number): Part => ({ module, params, active: 0 });
   // Patch embedding (unfold + linear, no bias), class token, learned positions, pre/post LayerNorms.
   parts.push(matrix("vision", D, C * P * P, 1));
@@ -195,14 +227,17 @@ function visionParts(v: Json, textHidden: number): Part[] {
 }
 
 function partBytes(p: Part, dtype: WeightDType): number {
-  if (dtype === "bf16" || !p.matrix) return 2 * p.params;
-  const { rows, cols, count } = p.matrix;
-  if (dtype === "fp8") return p.params + 2 * rows * count;
-  return 0.5 * p.params + 2 * rows * Math.ceil(cols / INT4_GROUP) * count;
+  const q = p.quant;
+  if (dtype === "bf16" || !q) return 2 * p.params;
+  const blockScales = (BLOCK_SCALE_BYTES / QUANT_BLOCK) * p.params;
+  if (q.kind === "lm_head") return dtype === "fp8" ? 2 * p.params : p.params + blockScales;
+  if (dtype === "fp8") return p.params + FP8_ROW_SCALE_BYTES * q.rows * q.count;
+  return (dtype === "int8" ? 1 : 0.5) * p.params + blockScales;
 }
 
 /**
- * Parameters per module, weight bytes at bf16 / fp8 / int4 and the KV cache at a context length,
+ * Parameters per module, weight bytes as llama4-ts holds them at bf16 / fp8 / int8 / int4
+ * (`QUANTIZATION_ASSUMPTIONS`) and the KV cache at a context length,
  * from a parsed config.json. Active parameters count what one text token uses: attention, norms,
  * embedding and lm_head, the router, the shared expert and num_experts_per_tok routed experts per
  * MoE layer, the dense MLP elsewhere (the vision tower is not counted as active).
@@ -273,13 +308,13 @@ export function estimateMemory(config: Record<string, unknown>, options: Estimat
 
 const GB = 1e9;
 
-/** One line per dtype: "Llama 4 Scout at bf16 needs 217.3 GB for weights + 7.7 GB KV cache (128k tokens)". */
+/** One line per weight format: "  at int8 (dtype "q8"): 115.5 GB weights + 7.7 GB KV cache (128k tokens, bf16) = 123.2 GB". */
 export function describeEstimate(e: MemoryEstimate): string {
   const b = (x: number) => `${(x / 1e9).toFixed(1)}B`;
   const ctx = e.kv_cache.context_length % 1024 === 0 ? `${e.kv_cache.context_length / 1024}k` : String(e.kv_cache.context_length);
   const lines = [`${e.name}: ${b(e.params.total)} parameters (${b(e.params.active)} active per token; vision ${b(e.params.vision)})`];
   for (const d of WEIGHT_DTYPES) {
-    lines.push(`  at ${d}: ${(e.weights_bytes[d] / GB).toFixed(1)} GB weights + ${(e.kv_cache.bytes / GB).toFixed(1)} GB KV cache ` +
+    lines.push(`  at ${d} (${WEIGHT_DTYPE_SOURCES[d]}): ${(e.weights_bytes[d] / GB).toFixed(1)} GB weights + ${(e.kv_cache.bytes / GB).toFixed(1)} GB KV cache ` +
       `(${ctx} tokens, ${e.kv_cache.dtype}) = ${(e.total_bytes[d] / GB).toFixed(1)} GB`);
   }
   return lines.join("\n");
@@ -333,7 +368,11 @@ export function estimateChart(estimates: MemoryEstimate[], options: { includeKv?
   const kvNote = (options.includeKv ?? true) ? `; KV cache for ${contexts.join(" / ")}` : "";
   return {
     $schema: VEGA_LITE_SCHEMA,
-    title: { text: "Estimated memory by weight dtype", subtitle: `weights from config.json alone${kvNote}` },
+    title: {
+      text: "Estimated memory by weight dtype",
+      subtitle: [`weights from config.json alone, as llama4-ts holds them${kvNote}`,
+        'fp8 = FbgemmFp8Config or an FP8 checkpoint, int8 = dtype "q8", int4 = dtype "q4" or an int4 checkpoint'],
+    },
     data: { values: rows },
     mark: { type: "bar" },
     width: { step: 44 },

@@ -62,8 +62,10 @@ export type { KVRow, PeakRow, WeightRow } from "./memory";
 
 export {
   INT4_GROUP,
+  QUANT_BLOCK,
   QUANTIZATION_ASSUMPTIONS,
   WEIGHT_DTYPES,
+  WEIGHT_DTYPE_SOURCES,
   describeEstimate,
   estimateChart,
   estimateChartData,
