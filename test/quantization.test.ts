@@ -14,15 +14,16 @@
 //   [tokens, hidden] input as one. These differ from the engine by the activation rounding, which on these tiny
 //   random models (top-1 / top-2 routing with near-ties) can flip an expert: bounded by TRANSFORMERS_TOL of the spread,
 //   a bound a wrong layout or scale exceeds many times over.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { FbgemmFp8Config, Llama4ForCausalLM, Llama4ForConditionalGeneration } from "../sdk";
 import { maxAbsDiff } from "./helpers/compare";
-import { modelDir } from "./helpers/fixtures";
-import { Golden, readGoldens, readRaw, writeRaw } from "./helpers/safetensors";
+import { FIXTURES, modelDir } from "./helpers/fixtures";
+import { Golden, readGoldens, readMetadata, readRaw, writeRaw } from "./helpers/safetensors";
 
 const EMULATION_TOL = 1e-3;
 const INT_EMULATION_TOL = 5e-3;
@@ -122,7 +123,13 @@ describe("dtype q8 / q4: quantized at load", () => {
     expect(maxAbsDiff(joined, full.logits.data)).toBe(0);
   });
 
-  test.each(["q8", "q4"] as const)("%s: save_pretrained writes a compressed-tensors checkpoint that loads back to the same logits", async (dtype) => {
+  // test/fixtures/make_saved_quantized_goldens.py loaded these very files (same sha256) with transformers +
+  // compressed-tensors: every quantized module decompressed to exactly q x scale of our packing, and it recorded
+  // transformers' logits and the a8 emulation of the engine's math on them.
+  const saved = readGoldens(join(FIXTURES, "saved-quantized-goldens.safetensors"));
+  const savedInfo = JSON.parse(readMetadata(join(FIXTURES, "saved-quantized-goldens.safetensors")).info);
+
+  test.each(["q8", "q4"] as const)("%s: save_pretrained writes the compressed-tensors checkpoint transformers reads, and it loads back to the same logits", async (dtype) => {
     const model = await Llama4ForConditionalGeneration.from_pretrained("models/llama4-tiny", { dtype });
     const dir = mkdtempSync(join(tmpdir(), "llama4-saved-"));
     dirs.push(dir);
@@ -130,11 +137,20 @@ describe("dtype q8 / q4: quantized at load", () => {
     const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
     expect(config.quantization_config.quant_method).toBe("compressed-tensors");
     expect(config.quantization_config.config_groups.group_0.weights).toMatchObject({ num_bits: dtype === "q8" ? 8 : 4, type: "int", group_size: 32 });
+    // The rest of config.json byte for byte (transformers rejects 0 where a float field had 0.0).
+    expect(readFileSync(join(dir, "config.json"), "utf8").startsWith(readFileSync("models/llama4-tiny/config.json", "utf8").trimEnd().replace(/\}$/, "").trimEnd())).toBe(true);
+    const sha = createHash("sha256").update(readFileSync(join(dir, "model.safetensors"))).digest("hex");
+    expect(sha).toBe(savedInfo[dtype].model_safetensors_sha256);
+
     const reloaded = await Llama4ForConditionalGeneration.from_pretrained(dir);
-    const ids = [[8160, 1234, 343, 258, 1905, 7632, 3168]];
+    const ids = [Array.from(saved[`${dtype}.input_ids_0`].data)];
     const [a, b] = [await model.forward({ input_ids: ids }), await reloaded.forward({ input_ids: ids })];
     expect(maxAbsDiff(a.logits.data, b.logits.data)).toBe(0);
     expect(reloaded.weight_memory()).toEqual(model.weight_memory());
+    expect(relative(b.logits.data, saved[`${dtype}.a8_logits_0`])).toBeLessThanOrEqual(INT_EMULATION_TOL);
+    expect(relative(b.logits.data, saved[`${dtype}.logits_0`])).toBeLessThanOrEqual(TRANSFORMERS_TOL);
+    const out = await reloaded.generate({ input_ids: ids, max_new_tokens: 16, min_new_tokens: 16, do_sample: false });
+    expect(Array.from(out.data.subarray(ids[0].length))).toEqual(Array.from(saved[`${dtype}.a8_greedy_0`].data));
   });
 
   test("save_pretrained refuses a model with nothing quantized, and the folder it was loaded from", async () => {

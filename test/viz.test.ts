@@ -10,7 +10,7 @@ import sharp from "sharp";
 import { createRequire } from "node:module";
 
 import type { GenerationTraceData, LayerRouting } from "../sdk/trace";
-import { Llama4ForCausalLM, RawImage } from "../sdk";
+import { FbgemmFp8Config, Llama4ForCausalLM, RawImage } from "../sdk";
 import {
   PLOTLY_MIME,
   VEGALITE_MIME,
@@ -575,21 +575,89 @@ describe("memory estimator (config.json only)", () => {
     expect(scout.params.vision).toBeLessThan(0.95e9);
   });
 
-  test("bytes: bf16 = 2 x params; fp8 and int4 = 1 and 0.5 byte per quantized weight plus their scales", () => {
+  test("bytes as llama4-ts holds them: bf16, fp8 (1 byte + f32 row scale), int8 / int4 (1 / 0.5 byte + f16 per 32 inputs)", () => {
+    // Scout: 48 layers, all MoE (16 experts of I = 8192), H = 5120, 40 q / 8 kv heads of 128, untied lm_head of 202048 rows.
+    // Maverick: 24 MoE layers (128 experts) and 24 dense ones (intermediate_size_mlp 16384), otherwise the same.
+    const H = 5120, I = 8192, Imlp = 16384, V = 202048;
+    const attention = 48 * (2 * H * 40 * 128 + 2 * H * 8 * 128);
+    const attentionRows = 48 * (40 * 128 + 2 * 8 * 128 + H);
+    const lmHead = V * H;
+    const linears = (e: typeof scout) => {
+      const E = e === scout ? 16 : 128, M = e === scout ? 48 : 24, dense = 48 - M;
+      const params = attention + (E + 1) * M * 3 * H * I + dense * 3 * H * Imlp;
+      const rows = attentionRows + (E + 1) * M * (2 * I + H) + dense * (2 * Imlp + H);
+      return { params, rows };
+    };
     for (const e of [scout, maverick]) {
-      expect(e.weights_bytes.bf16).toBe(2 * e.params.total);
-      expect(e.weights_bytes.fp8 / e.params.total).toBeGreaterThan(1);
-      expect(e.weights_bytes.fp8 / e.params.total).toBeLessThan(1.01);
-      expect(e.weights_bytes.int4 / e.params.total).toBeGreaterThan(0.5 + 2 / 128 - 1e-3);
-      expect(e.weights_bytes.int4 / e.params.total).toBeLessThan(0.53);
+      const { params, rows } = linears(e);
+      const bf16 = 2 * e.params.total;
+      expect(e.weights_bytes.bf16).toBe(bf16);
       for (const m of e.modules) expect(m.bytes.bf16).toBe(2 * m.params);
+      // fp8: the Linears at 1 byte + 4 bytes per output row; lm_head, embeddings, routers, norms, vision stay bf16.
+      expect(e.weights_bytes.fp8).toBe(bf16 - 2 * params + params + 4 * rows);
+      // int8: the Linears and lm_head at 1 byte + 2 bytes per 32 inputs.
+      expect(e.weights_bytes.int8).toBe(bf16 - 2 * (params + lmHead) + (params + lmHead) * (1 + 2 / 32));
+      // int4: the Linears at 0.5 byte + 2 per 32, lm_head at int8.
+      expect(e.weights_bytes.int4).toBe(bf16 - 2 * (params + lmHead) + params * (0.5 + 2 / 32) + lmHead * (1 + 2 / 32));
+      expect(e.total_bytes.int4).toBe(e.weights_bytes.int4 + e.kv_cache.bytes);
+      for (const name of ["embed_tokens", "router", "norm", "vision", "projector"]) {
+        const m = e.modules.find((x) => x.module === name)!;
+        expect([m.bytes.fp8, m.bytes.int8, m.bytes.int4], name).toEqual([2 * m.params, 2 * m.params, 2 * m.params]);
+      }
     }
-    // The router stays bf16 in every mode; routed experts: fp8 = 1 byte + one bf16 scale per row.
-    const r = scout.modules.find((m) => m.module === "router")!;
-    expect(r.bytes.fp8).toBe(r.bytes.bf16);
-    const ex = scout.modules.find((m) => m.module === "experts")!;
-    expect(ex.bytes.fp8).toBe(ex.params + 2 * 48 * 16 * (2 * 8192 + 5120));
-    expect(ex.bytes.int4).toBe(ex.params / 2 + 2 * 48 * 16 * (2 * 8192 * (5120 / 128) + 5120 * (8192 / 128)));
+    const mod = (e: typeof scout, name: string) => e.modules.find((m) => m.module === name)!.bytes;
+    const experts = 48 * 16 * 3 * H * I;
+    expect(mod(scout, "experts")).toEqual({
+      bf16: 2 * experts,
+      fp8: experts + 4 * 48 * 16 * (2 * I + H),
+      int8: experts + 2 * (experts / 32),
+      int4: experts / 2 + 2 * (experts / 32),
+    });
+    expect(mod(scout, "lm_head")).toEqual({ bf16: 2 * lmHead, fp8: 2 * lmHead, int8: lmHead + lmHead / 16, int4: lmHead + lmHead / 16 });
+    expect(mod(scout, "attention").fp8).toBe(attention + 4 * attentionRows);
+    // In GB, as describeEstimate prints them.
+    expect(describeEstimate(scout).split("\n").slice(1).map((l) => /: ([\d.]+) GB weights/.exec(l)![1])).toEqual(["217.3", "111.7", "117.2", "64.4"]);
+    expect(describeEstimate(maverick).split("\n").slice(1).map((l) => /: ([\d.]+) GB weights/.exec(l)![1])).toEqual(["803.2", "404.8", "428.5", "229.2"]);
+  });
+
+  test("the quantized estimates equal the engine's weight_memory() for dtype q8 / q4 and FbgemmFp8Config", async () => {
+    // The embedded model (tied lm_head) and a tiny multimodal checkpoint with an untied one. The engine holds norms and
+    // the vision tower's biases / norms / embeddings in f32, which the estimate leaves at bf16: those modules are skipped.
+    const held = (w: { module: string; bytes: number }[], module: string) => w.filter((x) => x.module === module).reduce((s, x) => s + x.bytes, 0);
+    for (const dir of [join(__dirname, "..", "models", "llama4-tiny"), modelDir("tiny-llama4-vision")]) {
+      const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      const e = estimateMemory(cfg);
+      const t = (cfg.text_config ?? cfg) as Record<string, number>;
+      const quantized = ["attention", "experts", "shared_expert", "mlp", "lm_head"];
+      for (const [dtype, format] of [["q8", "int8"], ["q4", "int4"]] as const) {
+        const model = await Llama4ForCausalLM.from_pretrained(dir, { dtype });
+        const w = model.weight_memory();
+        // Unquantized tensors are held as the checkpoint stores them: bf16 (the estimate's 2 bytes) or f32 (twice that).
+        const stored = cfg.dtype === "float32" ? 2 : 1;
+        for (const m of e.modules.filter((x) => x.module !== "norm" && x.module !== "vision")) {
+          const expected = quantized.includes(m.module) ? m.bytes[format] : stored * m.bytes[format];
+          expect(held(w, m.module), `${dir} ${dtype} ${m.module}`).toBe(expected);
+          if (quantized.includes(m.module)) expect(w.filter((x) => x.module === m.module && x.bytes > 0).map((x) => x.dtype)).toEqual([m.module === "lm_head" ? "q8" : dtype]);
+        }
+      }
+      // FP8: weight_memory() counts the e4m3 data, 1 byte per weight; the estimate adds the f32 scale of each output row.
+      const model = await Llama4ForCausalLM.from_pretrained(dir, { quantization_config: new FbgemmFp8Config() });
+      const w = model.weight_memory();
+      const H = t.hidden_size, I = t.intermediate_size, E = t.num_local_experts;
+      const M = (t.moe_layers as unknown as number[]).length, dense = t.num_hidden_layers - M;
+      const rows: Record<string, number> = {
+        attention: t.num_hidden_layers * (t.num_attention_heads * t.head_dim + 2 * t.num_key_value_heads * t.head_dim + H),
+        experts: M * E * (2 * I + H),
+        shared_expert: M * (2 * I + H),
+        mlp: dense * (2 * t.intermediate_size_mlp + H),
+      };
+      for (const module of ["attention", "experts", "shared_expert", "mlp"]) {
+        const m = e.modules.find((x) => x.module === module)!;
+        expect(m.bytes.fp8, module).toBe(m.params + 4 * rows[module]);
+        expect(held(w, module), `${dir} fp8 ${module}`).toBe(m.params);
+      }
+      expect(w.find((x) => x.module === "lm_head")?.dtype ?? "tied").not.toBe("F8_E4M3");
+    }
   });
 
   test("the parameter count equals the tensors of the tiny checkpoints (safetensors headers)", () => {
@@ -628,7 +696,7 @@ describe("memory estimator (config.json only)", () => {
     expectCompiles(spec);
     const rows = estimateChartData([scout, maverick]);
     for (const e of [scout, maverick]) {
-      for (const d of ["bf16", "fp8", "int4"] as const) {
+      for (const d of ["bf16", "fp8", "int8", "int4"] as const) {
         const sum = rows.filter((r) => r.config === e.name && r.dtype === d).reduce((s, r) => s + r.bytes, 0);
         expect(sum).toBe(e.total_bytes[d]);
       }

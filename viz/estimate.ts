@@ -2,7 +2,7 @@
 // alone (no weights read), and a chart of the estimates. Counts follow the tensors transformers'
 // Llama4ForConditionalGeneration / Llama4ForCausalLM create, so on a real checkpoint the total
 // equals the sum of the safetensors tensor sizes. Bytes are what llama4-ts holds in each weight
-// format (bf16, FP8, dtype "q8" / "q4"), as its weight_memory() reports them.
+// format (bf16, FP8, dtype "q8" / "q4"); test/viz.test.ts checks them against weight_memory().
 import { VEGA_LITE_SCHEMA, VegaLiteSpec } from "./common";
 
 /**
@@ -371,7 +371,7 @@ export function estimateChart(estimates: MemoryEstimate[], options: { includeKv?
     title: {
       text: "Estimated memory by weight dtype",
       subtitle: [`weights from config.json alone, as llama4-ts holds them${kvNote}`,
-        'fp8 = FbgemmFp8Config or an FP8 checkpoint, int8 = dtype "q8", int4 = dtype "q4" or an int4 checkpoint'],
+        'fp8: FbgemmFp8Config; int8: dtype "q8"; int4: dtype "q4"'],
     },
     data: { values: rows },
     mark: { type: "bar" },

@@ -21,6 +21,13 @@ export function readRaw(path: string): RawSafetensors {
   return { header, data: buf.subarray(8 + n) };
 }
 
+/** The __metadata__ entries of a safetensors file (strings). */
+export function readMetadata(path: string): Record<string, string> {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0));
+  return JSON.parse(buf.subarray(8, 8 + n).toString("utf8")).__metadata__ ?? {};
+}
+
 export function writeRaw(path: string, file: RawSafetensors): void {
   const json = Buffer.from(JSON.stringify(file.header), "utf8");
   const len = Buffer.alloc(8);

@@ -1,6 +1,6 @@
 // Llama4ForCausalLM / Llama4ForConditionalGeneration over the native engine, named and shaped as
 // in transformers' modeling_llama4.py (snake_case options, async where Python blocks).
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
 import { readJsonFile } from "../../configuration_utils";
@@ -111,6 +111,36 @@ export function cacheOption(options: { cache?: DynamicCache; past_key_values?: D
 const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "tp_plan", "attn_implementation", "quantization_config", ...HUB_OPTION_KEYS] as const;
 const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "cache", "past_key_values", "use_cache", "output_hidden_states",
   "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep", "pixel_values", "image_features"] as const;
+
+/**
+ * `json` (an object's text) with top-level `key` set to `value` (JSON text), everything else kept byte for byte.
+ * Written by hand because a parse / stringify round trip turns 0.0 into 0, and transformers' strict config
+ * classes reject an int where the field is a float (router_jitter_noise, rope_theta...).
+ */
+function withTopLevelKey(json: string, key: string, value: string): string {
+  // Scan the top level for "key": its value's extent, skipping strings and nested brackets.
+  let depth = 0, valueStart = -1, valueEnd = -1;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (json[j] !== '"') j += json[j] === "\\" ? 2 : 1;
+      if (depth === 1 && valueStart < 0 && JSON.parse(json.slice(i, j + 1)) === key && /^\s*:/.test(json.slice(j + 1))) {
+        valueStart = json.indexOf(":", j) + 1;
+      }
+      i = j;
+    } else if (c === "{" || c === "[") {
+      depth++;
+    } else if (c === "}" || c === "]" || (c === "," && depth === 1)) {
+      if (valueStart >= 0 && valueEnd < 0 && depth === 1) valueEnd = i;
+      if (c !== ",") depth--;
+    }
+  }
+  if (valueStart >= 0) return json.slice(0, valueStart) + " " + value + json.slice(valueEnd);
+  const close = json.lastIndexOf("}");
+  const body = json.slice(0, close).trimEnd();
+  return `${body}${body.endsWith("{") ? "" : ","}\n  "${key}": ${value}\n}\n`;
+}
 
 export class Llama4PreTrainedModel {
   /** Llama4Config for the multimodal layout, Llama4TextConfig for Llama4ForCausalLM checkpoints. */
@@ -256,9 +286,9 @@ export class Llama4PreTrainedModel {
     }
     renameSync(partial, weights);
     for (const stale of ["model.safetensors.index.json"]) rmSync(join(target, stale), { force: true });
-    const config = readJsonFile(join(this.source_dir, "config.json")) as Record<string, unknown>;
-    config.quantization_config = JSON.parse(quantization);
-    writeFileSync(join(target, "config.json"), JSON.stringify(config, null, 2) + "\n");
+    const configPath = join(this.source_dir, "config.json");
+    readJsonFile(configPath); // validated at load; still a JSON object
+    writeFileSync(join(target, "config.json"), withTopLevelKey(readFileSync(configPath, "utf8"), "quantization_config", quantization));
     const generation = join(this.source_dir, "generation_config.json");
     if (existsSync(generation)) copyFileSync(generation, join(target, "generation_config.json"));
   }
