@@ -10,12 +10,16 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { AutoProcessor, AutoTokenizer, Llama4ForConditionalGeneration, pipeline, torch } from "../sdk";
+import { AutoProcessor, AutoTokenizer, FbgemmFp8Config, Llama4ForConditionalGeneration, pipeline, torch } from "../sdk";
 import { FileServer } from "./helpers/file-server";
 import { FIXTURES, modelDir } from "./helpers/fixtures";
 import { fakeSha, HubServer } from "./helpers/hub-server";
 
 const golden = JSON.parse(readFileSync(join(FIXTURES, "docs-examples-goldens.json"), "utf8"));
+// The quantization examples: FP8 math emulated exactly in transformers' modules, float32 (make_docs_quantization_goldens.py).
+const quantized = JSON.parse(readFileSync(join(FIXTURES, "docs-quantization-goldens.json"), "utf8"));
+const FP8_LOGITS_TOLERANCE = 1e-3;
+const FP8_REPO = "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8";
 const multimodal = JSON.parse(readFileSync(join(FIXTURES, "multimodal-goldens.json"), "utf8")).docs;
 // bf16 weights computed in f32 on both sides; the vision tower adds its own rounding paths.
 const LOGITS_TOLERANCE = 1e-4;
@@ -48,6 +52,23 @@ beforeAll(async () => {
         },
       }],
       refs: { main: sha },
+    },
+    {
+      // The pre-quantized FP8 release, played by an FP8 (compressed-tensors) copy of the same tiny model.
+      id: FP8_REPO,
+      commits: [{
+        sha: fakeSha("instruct-fp8"),
+        files: {
+          ...Object.fromEntries(["config.json", "generation_config.json", "model.safetensors.index.json", "preprocessor_config.json",
+            "processor_config.json"].map((f) => [f, file(modelDir("tiny-llama4-instruct-fp8"), f)])),
+          ...Object.fromEntries(["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"].map((f) =>
+            [f, { content: file(modelDir("tiny-llama4-instruct-fp8"), f), lfs: true }])),
+          "tokenizer.json": { content: file(tok, "tokenizer.json"), lfs: true },
+          "tokenizer_config.json": file(tok, "tokenizer_config.json"),
+          "chat_template.jinja": file(tok, "chat_template.jinja"),
+        },
+      }],
+      refs: { main: fakeSha("instruct-fp8") },
     },
   ]);
   process.env.HF_ENDPOINT = await server.start();
@@ -107,6 +128,68 @@ test("AutoModel - Text only example", async () => {
   expect(inputs["input_ids"].tolist()).toEqual([golden.automodel_text.input_ids]);
   outputs = outputs.slice(null, [golden.automodel_text.input_ids.length, null]);
   expect(outputs.tolist()).toEqual([golden.automodel_text.generated_ids]);
+});
+
+// The docs' "Quantization" examples. Their text is as degenerate as the unquantized tiny model's, so the step logits
+// (top-2 of every step, and the first step's top 10) prove the FP8 arithmetic ran: they move by up to 3 against
+// the unquantized model, and stay within FP8_LOGITS_TOLERANCE of the emulation.
+function expectStepLogits(logits: { data: ArrayLike<number> }[], ref: { ids: number[][]; values: number[][] }, first: { ids: number[]; values: number[] }) {
+  expect(logits).toHaveLength(ref.ids.length);
+  ref.ids.forEach((ids, step) => ids.forEach((id, j) => {
+    expect(Math.abs(logits[step].data[id] - ref.values[step][j]), `step ${step}, token ${id}`).toBeLessThanOrEqual(FP8_LOGITS_TOLERANCE);
+  }));
+  first.ids.forEach((id, j) => expect(Math.abs(logits[0].data[id] - first.values[j])).toBeLessThanOrEqual(FP8_LOGITS_TOLERANCE));
+}
+
+test("Quantization example: FBGEMM", async () => {
+  const model_id = "meta-llama/Llama-4-Scout-17B-16E-Instruct";
+
+  const tokenizer = await AutoTokenizer.from_pretrained(model_id);
+
+  const messages = [
+    { role: "user", content: "Who are you?" },
+  ];
+  const inputs = tokenizer.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt", return_dict: true });
+
+  const model = await Llama4ForConditionalGeneration.from_pretrained(model_id, {
+    device_map: "auto",
+    torch_dtype: torch.bfloat16,
+    quantization_config: new FbgemmFp8Config(),
+  });
+
+  const outputs = await model.generate({ ...inputs.to(model.device), max_new_tokens: 100, return_dict_in_generate: true, output_logits: true });
+  const decoded = tokenizer.batch_decode(outputs.sequences.slice(null, [inputs["input_ids"].shape.at(-1)!, null]));
+  // print(outputs[0])
+  expect(decoded[0]).toBe(quantized.fbgemm.decoded[0]);
+  expect(inputs["input_ids"].tolist()).toEqual([quantized.fbgemm.input_ids]);
+  expect(outputs.sequences.slice(null, [quantized.fbgemm.input_ids.length, null]).tolist()).toEqual([quantized.fbgemm.generated_ids]);
+  expectStepLogits(outputs.logits!, quantized.fbgemm.step_logits_top2, quantized.fbgemm.last_logits_top10);
+  expect(model.weight_memory().filter((m) => m.dtype === "F8_E4M3").map((m) => m.module).sort()).toEqual(["attention", "experts", "mlp", "shared_expert"]);
+});
+
+test("Quantization example: LLM-Compressor (a pre-quantized FP8 checkpoint)", async () => {
+  const model_id = "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8";
+
+  const tokenizer = await AutoTokenizer.from_pretrained(model_id);
+
+  const messages = [
+    { role: "user", content: "Who are you?" },
+  ];
+  const inputs = tokenizer.apply_chat_template(messages, { add_generation_prompt: true, return_tensors: "pt", return_dict: true });
+
+  const model = await Llama4ForConditionalGeneration.from_pretrained(model_id, {
+    tp_plan: "auto",
+    torch_dtype: torch.bfloat16,
+  });
+
+  const outputs = await model.generate({ ...inputs.to(model.device), max_new_tokens: 100, return_dict_in_generate: true, output_logits: true });
+  const decoded = tokenizer.batch_decode(outputs.sequences.slice(null, [inputs["input_ids"].shape.at(-1)!, null]));
+  // print(outputs[0])
+  expect(decoded[0]).toBe(quantized.llm_compressor.decoded[0]);
+  expect(outputs.sequences.slice(null, [quantized.llm_compressor.input_ids.length, null]).tolist()).toEqual([quantized.llm_compressor.generated_ids]);
+  expect(quantized.llm_compressor.transformers.generated_ids).toEqual(quantized.llm_compressor.generated_ids); // transformers itself agrees
+  expectStepLogits(outputs.logits!, quantized.llm_compressor.step_logits_top2, quantized.llm_compressor.last_logits_top10);
+  expect(model.weight_memory().filter((m) => m.dtype === "F8_E4M3").map((m) => m.module).sort()).toEqual(["experts", "mlp", "shared_expert"]);
 });
 
 test("pipeline on a plain string, full text and new text only", async () => {

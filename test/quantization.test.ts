@@ -39,7 +39,7 @@ function spread(d: Float32Array | Int32Array): number {
   return hi - lo;
 }
 
-const relative = (a: Float32Array, golden: Golden) => maxAbsDiff(a, golden.data) / spread(golden.data);
+const relative = (a: ArrayLike<number>, golden: Golden) => maxAbsDiff(a, golden.data) / spread(golden.data);
 
 describe.each([
   { name: "tiny-llama4-w4a16", emulation: "a8", dtype: "q4", bits: "int4, groups of 32, bf16 scales" },
