@@ -640,7 +640,7 @@ describe("memory estimator (config.json only)", () => {
           if (quantized.includes(m.module)) expect(w.filter((x) => x.module === m.module && x.bytes > 0).map((x) => x.dtype)).toEqual([m.module === "lm_head" ? "q8" : dtype]);
         }
       }
-      // FP8: weight_memory() counts the e4m3 data, 1 byte per weight; the estimate adds the f32 scale of each output row.
+      // FP8: 1 byte per weight and an f32 scale per output row, in both.
       const model = await Llama4ForCausalLM.from_pretrained(dir, { quantization_config: new FbgemmFp8Config() });
       const w = model.weight_memory();
       const H = t.hidden_size, I = t.intermediate_size, E = t.num_local_experts;
@@ -654,7 +654,7 @@ describe("memory estimator (config.json only)", () => {
       for (const module of ["attention", "experts", "shared_expert", "mlp"]) {
         const m = e.modules.find((x) => x.module === module)!;
         expect(m.bytes.fp8, module).toBe(m.params + 4 * rows[module]);
-        expect(held(w, module), `${dir} fp8 ${module}`).toBe(m.params);
+        expect(held(w, module), `${dir} fp8 ${module}`).toBe(m.bytes.fp8);
       }
       expect(w.find((x) => x.module === "lm_head")?.dtype ?? "tied").not.toBe("F8_E4M3");
     }

@@ -1,7 +1,6 @@
 #include "dtype.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 
 namespace l4 {
@@ -92,21 +91,19 @@ uint16_t f32_to_f16(float f) {
 float e4m3_to_f32(uint8_t b) { return f16_to_f32(e4m3_as_f16_bits(b)) * 256.0f; }
 
 uint8_t f32_to_e4m3(float f) {
-  // The 127 finite non-negative codes in increasing order of value: the nearest one, ties to the even code.
-  static const std::array<float, 127> values = [] {
-    std::array<float, 127> v{};
-    for (int code = 0; code < 127; code++) v[code] = e4m3_to_f32(uint8_t(code));
-    return v;
-  }();
   if (std::isnan(f)) return 0x7f;
   const uint8_t sign = std::signbit(f) ? 0x80 : 0;
   const float a = std::min(std::fabs(f), 448.0f);
-  int hi = int(std::lower_bound(values.begin(), values.end(), a) - values.begin());  // first value >= a
-  if (hi == 0) return sign;
-  const int lo = hi - 1;
-  const float below = a - values[lo], above = values[hi] - a;
-  const int code = below < above ? lo : above < below ? hi : (lo % 2 == 0 ? lo : hi);
-  return uint8_t(sign | code);
+  if (a < 0.015625f) return uint8_t(sign | int(std::nearbyint(a * 512.0f)));  // subnormals: steps of 2^-9 (8 = 2^-6)
+  int e;
+  std::frexp(a, &e);
+  e -= 1;                                                // a in [2^e, 2^(e+1))
+  int q = int(std::nearbyint(std::ldexp(a, 3 - e)));    // 8 .. 16: 1.mmm in steps of 1/8, ties to even
+  if (q == 16) {
+    q = 8;
+    e++;
+  }
+  return uint8_t(sign | (e + 7) << 3 | (q - 8));
 }
 
 }  // namespace l4

@@ -31,7 +31,7 @@ Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
 size_t Matrix::bytes() const {
   if (is_block_quantized(dtype))
     return size_t(quant_groups(rows)) * size_t(quant_group_bytes(dtype, cols) + 2 * quant_blocks(cols) * kQuantRows);
-  return size_t(rows) * size_t(cols) * dtype_size(dtype);
+  return size_t(rows) * size_t(cols) * dtype_size(dtype) + (row_scales ? size_t(rows) * sizeof(float) : 0);
 }
 
 namespace {
@@ -164,18 +164,20 @@ const Fp8Activations& fp8_activations(std::vector<Fp8Activations>& cache, const 
   for (const Fp8Activations& a : cache)
     if (a.source == x && a.scheme == w.fp8_activations && a.ub == w.activation_ub && int64_t(a.scales.size()) == tokens) return a;
   Fp8Activations a{x, w.fp8_activations, w.activation_ub, std::vector<float>(tokens * K), std::vector<float>(tokens)};
-  for (int64_t t = 0; t < tokens; t++) {
-    const float* row = x + t * K;
-    float amax = 0.0f;
-    for (int64_t k = 0; k < K; k++) amax = std::max(amax, std::fabs(row[k]));
-    float scale;
-    if (w.fp8_activations == Matrix::Fp8Activations::PerTokenBounded)
-      scale = std::max(std::min(amax, w.activation_ub) / 448.0f, 1.0f / (448.0f * 512.0f));
-    else
-      scale = amax > 0.0f ? amax / 448.0f : 1.0f;
-    a.scales[t] = scale;
-    for (int64_t k = 0; k < K; k++) a.values[t * K + k] = e4m3_to_f32(f32_to_e4m3(row[k] / scale));
-  }
+  parallel_items(tokens, 8 * K, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const float* row = x + t * K;
+      float amax = 0.0f;
+      for (int64_t k = 0; k < K; k++) amax = std::max(amax, std::fabs(row[k]));
+      float scale;
+      if (w.fp8_activations == Matrix::Fp8Activations::PerTokenBounded)
+        scale = std::max(std::min(amax, w.activation_ub) / 448.0f, 1.0f / (448.0f * 512.0f));
+      else
+        scale = amax > 0.0f ? amax / 448.0f : 1.0f;
+      a.scales[t] = scale;
+      for (int64_t k = 0; k < K; k++) a.values[t * K + k] = e4m3_to_f32(f32_to_e4m3(row[k] / scale));
+    }
+  });
   cache.push_back(std::move(a));
   return cache.back();
 }

@@ -125,7 +125,9 @@ size_t TextModel::converted_weight_bytes() const {
 std::vector<WeightStat> TextModel::weight_stats() const {
   std::map<std::pair<std::string, std::string>, size_t> by;
   auto add = [&](const std::string& module, const Matrix& m) { by[{module, dtype_name(m.dtype)}] += m.bytes(); };
-  auto add_f32 = [&](const std::string& module, const std::vector<float>& v) { by[{module, "F32"}] += bytes_of(v); };
+  auto add_f32 = [&](const std::string& module, const std::vector<float>& v) {
+    if (!v.empty()) by[{module, "F32"}] += bytes_of(v);  // absent biases are not entries
+  };
   const TextWeights& w = weights_;
   add("embed_tokens", w.embed_tokens);
   if (w.lm_head.data != w.embed_tokens.data) add("lm_head", w.lm_head);
