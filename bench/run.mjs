@@ -281,6 +281,8 @@ async function benchOurs(sdk, dir, config, ids, opts, precision, dtype = "auto")
 // Against what it must hold: the weights as loaded (weight_memory) and the KV cache at the end.
 const MEMORY_PROBE = `
   const sdk = require(process.argv[1]);
+  // VmHWM: this process's own peak (getrusage's maxRSS starts from the parent's, inherited through fork).
+  const peakRss = () => 1024 * Number(/VmHWM:\\s*(\\d+)/.exec(require("fs").readFileSync("/proc/self/status", "utf8"))[1]);
   const [dir, weights, threads, idsJson, newTokens] = process.argv.slice(2);
   sdk.setNumThreads(Number(threads));
   (async () => {
@@ -290,7 +292,7 @@ const MEMORY_PROBE = `
     for (let i = 0; i < Number(newTokens); i++) out = await model.forward({ input_ids: [[1]], past_key_values: out.past_key_values, logits_to_keep: 1 });
     const weightBytes = model.weight_memory().reduce((s, m) => s + m.bytes, 0);
     const kvBytes = out.past_key_values.native.layerBytes().reduce((s, b) => s + b, 0);
-    console.log(JSON.stringify({ peak_rss_bytes: process.resourceUsage().maxRSS * 1024, weight_bytes: weightBytes, kv_cache_bytes: kvBytes }));
+    console.log(JSON.stringify({ peak_rss_bytes: peakRss(), weight_bytes: weightBytes, kv_cache_bytes: kvBytes }));
   })().catch((e) => { console.error(e); process.exit(1); });`;
 
 function measureMemory(dir, weights, ids, opts) {

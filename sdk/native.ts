@@ -24,6 +24,8 @@ export interface NativeForwardRequest {
   cache?: NativeKVCache;
   outputHiddenStates?: boolean;
   outputRouterLogits?: boolean;
+  /** attn_implementation "eager": attention over each row's whole score vector (needed for probabilities). */
+  eagerAttention?: boolean;
   /** Layers whose attention probabilities to return (all heads). */
   attentionLayers?: Int32Array;
   /** [layers * experts]: 0 routed as usual, -1 never chosen, +1 always chosen. */

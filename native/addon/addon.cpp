@@ -274,6 +274,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       req.position_ids = int32_vector(o.Get("positionIds"), "positionIds");
     req.output_hidden_states = o.Get("outputHiddenStates").ToBoolean();
     req.output_router_logits = o.Get("outputRouterLogits").ToBoolean();
+    req.eager_attention = o.Get("eagerAttention").ToBoolean();
     if (o.Has("attentionLayers") && !o.Get("attentionLayers").IsUndefined())
       req.attention_layers = int32_vector(o.Get("attentionLayers"), "attentionLayers");
     if (o.Has("expertOverride") && !o.Get("expertOverride").IsUndefined())

@@ -42,8 +42,12 @@ std::string TensorInfo::shape_str() const {
 
 void Checkpoint::release(const std::string& name) const {
   const TensorInfo& t = get(name);
+  release(t.data, t.nbytes);
+}
+
+void Checkpoint::release(const void* data, size_t bytes) {
   const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t first = (uintptr_t(t.data) + page - 1) / page * page, end = (uintptr_t(t.data) + t.nbytes) / page * page;
+  const uintptr_t first = (uintptr_t(data) + page - 1) / page * page, end = (uintptr_t(data) + bytes) / page * page;
   if (end > first) madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 

@@ -52,6 +52,8 @@ class Checkpoint {
   // Drops the tensor's pages from this process's memory once a converted copy replaces it (the whole pages
   // it covers; they are read back from the file if it is used again).
   void release(const std::string& name) const;
+  // The same for `bytes` bytes of mapped data from `data` (part of a tensor).
+  static void release(const void* data, size_t bytes);
 
  private:
   std::string dir_;

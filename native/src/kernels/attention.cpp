@@ -1,5 +1,8 @@
 // Softmax attention over key segments, built on the product kernels: scores = q . k^T (nn.Linear layout:
-// keys are weight rows), masked softmax per row, out = p . v (values in the [in, out] layout).
+// keys are weight rows), masked softmax per row, out = p . v (values in the [in, out] layout). attend() holds a
+// row's scores over all keys (the probabilities eager attention returns); attend_tiled() goes through the keys a
+// tile at a time with an online softmax, holding only a tile's scores.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -11,9 +14,18 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
   const int64_t D = segments.front().keys.cols, first = segments.front().first;
   int64_t n = 0;
   for (const KeySegment& s : segments) n += s.keys.rows;
-  if (int64_t(scores.size()) < a.rows * n) scores.resize(a.rows * n);
+  if (int64_t(scores.size()) < a.rows * n + D * n) scores.resize(a.rows * n + D * n);
+  // Scores = q . K^T, K^T [D, n] as an [in, out] matrix, as attend_tiled computes them (see there).
+  float* keys_t = scores.data() + a.rows * n;
+  std::vector<float> key_row(D);
   for (const KeySegment& s : segments)
-    linear_serial(Product{a.q, a.ldq, a.rows, s.keys, scores.data() + (s.first - first), n}, 0, s.keys.rows);
+    for (int64_t j = 0; j < s.keys.rows; j++) {
+      row_to_f32(s.keys, j, key_row.data());
+      for (int64_t d = 0; d < D; d++) keys_t[d * n + (s.first - first) + j] = key_row[d];
+    }
+  Matrix kt{DType::F32, keys_t, D, n};
+  kt.in_out = true;
+  matmul_in_out_serial(Product{a.q, a.ldq, a.rows, kt, scores.data(), n}, 0, n);
 
   const float minus_inf = -std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < a.rows; r++) {
@@ -44,6 +56,108 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
   // Masked positions weigh exactly 0, so they leave each output's running sum unchanged.
   for (const KeySegment& s : segments)
     matmul_in_out_serial(Product{scores.data() + (s.first - first), n, a.rows, s.values, a.out, a.ldo, true}, 0, D);
+}
+
+namespace {
+// Largest of n floats (exact in any order), in eight running maxima the compiler can keep in vectors.
+float max_of(const float* x, int64_t n, float init) {
+  float m[8] = {init, init, init, init, init, init, init, init};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; k++) m[k] = std::max(m[k], x[j + k]);
+  for (; j < n; j++) m[0] = std::max(m[0], x[j]);
+  for (int k = 1; k < 8; k++) m[0] = std::max(m[0], m[k]);
+  return m[0];
+}
+// Sum of n floats in eight running sums by index mod 8, combined in a fixed order: the same bits for the same
+// values at the same indices (tiles are indexed from their aligned start, so that holds across calls).
+float sum_of(const float* x, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; k++) s[k] += x[j + k];
+  for (int k = 0; j < n; j++, k++) s[k] += x[j];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+}  // namespace
+
+void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segments, AttentionScratch& scratch) {
+  const int64_t D = segments.front().keys.cols, rows = a.rows;
+  const float minus_inf = -std::numeric_limits<float>::infinity();
+  scratch.scores.resize(rows * kKeyTile);
+  scratch.keys_t.resize(D * kKeyTile);
+  scratch.max.assign(rows, minus_inf);  // running max of each row's scaled scores
+  scratch.sum.assign(rows, 0.0f);       // running sum of e^(score - max)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] = 0.0f;
+  int64_t lowest = a.visible_from[0], highest = a.visible_to[0];
+  for (int64_t r = 1; r < rows; r++) {
+    lowest = std::min(lowest, a.visible_from[r]);
+    highest = std::max(highest, a.visible_to[r]);
+  }
+  const int64_t keys_begin = segments.front().first, keys_end = segments.back().first + segments.back().keys.rows;
+  const int64_t begin = std::max(lowest, keys_begin), end = std::min(highest + 1, keys_end);
+  float* scores = scratch.scores.data();
+  float* keys_t = scratch.keys_t.data();
+  // Tiles are the kKeyTile positions [t0, t0 + kKeyTile) with t0 a multiple of kKeyTile, indexed from t0, whatever
+  // segments hold their keys: every query goes through the same tiles, rescalings and sums whether it is decoded
+  // alone or prefilled among others, so both give the same bits. A tile may take its keys from several segments
+  // (the cache's pages or ring, this call's keys); positions without keys, or that a row cannot see, weigh 0.
+  for (int64_t t0 = begin / kKeyTile * kKeyTile; t0 < end; t0 += kKeyTile) {
+    const int64_t n = std::min(end, t0 + kKeyTile) - t0;
+    std::vector<AttentionScratch::Piece>& pieces = scratch.pieces;
+    pieces.clear();
+    for (const KeySegment& seg : segments) {
+      const int64_t lo = std::max(t0, seg.first), hi = std::min(t0 + n, seg.first + seg.keys.rows);
+      if (lo < hi) pieces.push_back({&seg, lo - seg.first, hi - lo, lo - t0});
+    }
+    // Scores = q . K^T with K^T [D, n] as an [in, out] matrix: the GEMM kernels keep every score in a register down
+    // the head dimension, rather than a horizontal sum per (query, key) for head dimensions of a few vectors.
+    std::fill(keys_t, keys_t + D * n, 0.0f);
+    for (const AttentionScratch::Piece& piece : pieces) {
+      const Matrix keys = piece.segment->keys.slice_rows(piece.row, piece.count);
+      scratch.key_row.resize(D);
+      for (int64_t j = 0; j < piece.count; j++) {
+        const float* row = keys.dtype == DType::F32 ? static_cast<const float*>(keys.data) + j * keys.ld() : scratch.key_row.data();
+        if (keys.dtype != DType::F32) row_to_f32(keys, j, scratch.key_row.data());
+        for (int64_t d = 0; d < D; d++) keys_t[d * n + piece.at + j] = row[d];
+      }
+    }
+    Matrix kt{DType::F32, keys_t, D, n};
+    kt.in_out = true;
+    matmul_in_out_serial(Product{a.q, a.ldq, rows, kt, scores, n}, 0, n);
+    const int64_t with_keys_from = std::max(t0, keys_begin) - t0, with_keys_to = std::min(t0 + n, keys_end) - t0;
+    for (int64_t r = 0; r < rows; r++) {
+      float* row = scores + r * n;
+      const int64_t lo = std::clamp(std::max(a.visible_from[r] - t0, with_keys_from), int64_t(0), n);
+      const int64_t hi = std::clamp(std::min(a.visible_to[r] + 1 - t0, with_keys_to), lo, n);
+      for (int64_t j = 0; j < lo; j++) row[j] = minus_inf;
+      for (int64_t j = lo; j < hi; j++) row[j] *= a.scale;
+      for (int64_t j = hi; j < n; j++) row[j] = minus_inf;
+      for (int64_t j = lo; j < hi; j++)
+        if (!a.valid[t0 + j]) row[j] = minus_inf;
+      const float grown = max_of(row + lo, hi - lo, scratch.max[r]);
+      if (grown == minus_inf) {  // nothing visible yet: the row stays empty
+        for (int64_t j = 0; j < n; j++) row[j] = 0.0f;
+        continue;
+      }
+      const float rescale = std::exp(scratch.max[r] - grown);  // 0 on the row's first visible tile (its out is 0)
+      scratch.max[r] = grown;
+      for (int64_t j = 0; j < n; j++) row[j] -= grown;
+      exp_in_place(row, n);
+      scratch.sum[r] = scratch.sum[r] * rescale + sum_of(row, n);
+      if (rescale != 1.0f)
+        for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] *= rescale;
+    }
+    for (const AttentionScratch::Piece& piece : pieces)  // out += p . v, continuing each output's sum in key order
+      matmul_in_out_serial(Product{scores + piece.at, n, rows, piece.segment->values.slice_rows(piece.row, piece.count),
+                                   a.out, a.ldo, true},
+                           0, D);
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    const float inv = scratch.sum[r] > 0.0f ? 1.0f / scratch.sum[r] : 0.0f;  // a padding query: a zero output
+    for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] *= inv;
+  }
 }
 
 }  // namespace l4

@@ -163,6 +163,19 @@ struct AttentionBlock {
 };
 // Single-threaded; `scores` is the caller's working buffer (grown as needed).
 void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, std::vector<float>& scores);
+// The same softmax attention (without probs) in tiles of kKeyTile key positions and an online softmax
+// (flash-attention style): a tile's scores at a time, tiles no row sees skipped. Equal to attend() within f32
+// rounding; a query's result does not depend on the other rows of the block.
+constexpr int64_t kKeyTile = 64;
+struct AttentionScratch {
+  std::vector<float> scores, max, sum, keys_t, key_row;
+  struct Piece {
+    const KeySegment* segment;
+    int64_t row, count, at;  // rows [row, row + count) of the segment, at column `at` of the tile
+  };
+  std::vector<Piece> pieces;
+};
+void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segments, AttentionScratch& scratch);
 
 // Copies row `row` of W to f32 (embedding lookup).
 void row_to_f32(const Matrix& w, int64_t row, float* out);

@@ -53,9 +53,10 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
   float* attn = work.get(Workspace::kContext, s.N * nH * D);
   k.resize(s.N * kvH * D);
   v.resize(s.N * kvH * D);
-  // q, attn, and each thread's scores of one work item (below)
-  const size_t scratch = 2 * sizeof(float) * size_t(s.N * nH * D) + size_t(num_threads()) * size_t(std::min<int64_t>(s.T, 32)) *
-                                                            size_t(nH / kvH) * size_t(s.P + s.T) * sizeof(float);
+  // q, attn, and each thread's scores of one work item (below): all its keys' (eager) or a tile's
+  const size_t scored_keys = probs || s.eager_attention ? size_t(s.P + s.T) : size_t(kKeyTile);
+  const size_t scratch = 2 * sizeof(float) * size_t(s.N * nH * D) +
+                         size_t(num_threads()) * size_t(std::min<int64_t>(s.T, 32)) * size_t(nH / kvH) * scored_keys * sizeof(float);
   meter.hold(scratch);
 
   matmul_batch({{h, s.N, w.q_proj, q}, {h, s.N, w.k_proj, k.data()}, {h, s.N, w.v_proj, v.data()}});
@@ -88,6 +89,7 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
   const float scaling = 1.0f / std::sqrt(float(D));
   parallel_items(s.B * kvH * blocks, block * group * (s.P + s.T) * D, [&](int64_t begin, int64_t end) {
     std::vector<float> scores, qbuf, obuf;
+    AttentionScratch tiles;
     std::vector<int64_t> from, to;
     std::vector<float*> probs_rows;
     std::vector<KeySegment> segments;
@@ -130,9 +132,10 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
       segments.push_back({Matrix{DType::F32, k.data() + fresh_offset, s.P + t1 - fresh_first, D, fresh_row},
                           Matrix{DType::F32, v.data() + fresh_offset, s.P + t1 - fresh_first, D, fresh_row},
                           fresh_first});
-      attend(AttentionBlock{qbuf.data(), D, rows, from.data(), to.data(), s.valid[b].data(), scaling, obuf.data(), D,
-                            probs ? probs_rows.data() : nullptr},
-             segments, scores);
+      const AttentionBlock block_rows{qbuf.data(), D, rows, from.data(), to.data(), s.valid[b].data(), scaling, obuf.data(), D,
+                                      probs ? probs_rows.data() : nullptr};
+      if (probs || s.eager_attention) attend(block_rows, segments, scores);
+      else attend_tiled(block_rows, segments, tiles);
       for (int64_t g = 0; g < group; g++)
         for (int64_t t = t0; t < t1; t++)
           std::copy_n(obuf.data() + (g * (t1 - t0) + (t - t0)) * D, D,

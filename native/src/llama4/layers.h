@@ -17,6 +17,7 @@ struct Step {
   std::vector<std::vector<uint8_t>> valid;     // [B][P+T] key positions that are not padding
   std::vector<int64_t> left_padding;           // [B] leading padding positions (chunk boundaries shift by it)
   std::vector<int32_t> positions;              // [N] RoPE positions
+  bool eager_attention = false;                // see ForwardRequest
 };
 
 // Keys and values one layer has cached, in pages of kPageSlots positions: a page is laid out

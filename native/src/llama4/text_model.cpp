@@ -20,6 +20,7 @@ Step make_step(const ForwardRequest& req) {
   s.T = req.seq_len;
   s.P = req.cache ? req.cache->length() : 0;
   s.N = s.B * s.T;
+  s.eager_attention = req.eager_attention;
   s.valid.resize(s.B);
   s.left_padding.assign(s.B, 0);
   for (int64_t b = 0; b < s.B; b++) {

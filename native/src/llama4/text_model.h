@@ -63,6 +63,9 @@ struct ForwardRequest {
   // +1 always chosen (its weight stays sigmoid(router logit)). Empty = none.
   std::vector<int8_t> expert_override;
   int64_t logits_to_keep = 0;  // last N positions per row; 0 = all
+  // attn_implementation "eager": softmax over a row's scores held whole (what returns probabilities); "sdpa" /
+  // "flex_attention" (false): tiles of keys with an online softmax, fully masked tiles skipped.
+  bool eager_attention = false;
 };
 
 struct ForwardResult {

@@ -236,14 +236,16 @@ void WeightLoader::experts(const std::string& module, MoeWeights& moe) {
     return quantized_at_load(module + "." + std::to_string(e) + "." + name, v, false,
                              first_one ? fused : std::vector<std::string>{});
   };
+  const bool in_place = gate_up.data == ckpt_.get(module + ".gate_up_proj").data && down.data == ckpt_.get(module + ".down_proj").data;
   for (int64_t e = 0; e < E; e++) {
     moe.gate_proj.push_back(expert(gate_up, e, "gate_proj", H, 0, I));
     moe.up_proj.push_back(expert(gate_up, e, "up_proj", H, I, I));
     moe.down_proj.push_back(expert(down, e, "down_proj", I, 0, H));
-  }
-  if (moe.gate_proj[0].data != gate_up.data && gate_up.data == ckpt_.get(module + ".gate_up_proj").data) {
-    ckpt_.release(module + ".gate_up_proj");
-    ckpt_.release(module + ".down_proj");
+    if (in_place && moe.gate_proj.back().data != gate_up.slice_rows(e * H, H).data) {
+      // Quantized copies made: the expert's mapped pages go, so loading holds one expert's at a time.
+      Checkpoint::release(gate_up.slice_rows(e * H, H).data, gate_up.slice_rows(e * H, H).bytes());
+      Checkpoint::release(down.slice_rows(e * I, I).data, down.slice_rows(e * I, I).bytes());
+    }
   }
 }
 

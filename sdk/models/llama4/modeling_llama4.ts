@@ -449,6 +449,7 @@ export class Llama4PreTrainedModel {
       cache: cache?.native,
       outputHiddenStates: !!inputs.output_hidden_states,
       outputRouterLogits: !!inputs.output_router_logits,
+      eagerAttention: this.attn_implementation === "eager",
       attentionLayers: attentionLayers ? Int32Array.from(attentionLayers) : undefined,
       expertOverride,
       logitsToKeep: keep,
