@@ -58,29 +58,6 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
     matmul_in_out_serial(Product{scores.data() + (s.first - first), n, a.rows, s.values, a.out, a.ldo, true}, 0, D);
 }
 
-namespace {
-// Largest of n floats (exact in any order), in eight running maxima the compiler can keep in vectors.
-float max_of(const float* x, int64_t n, float init) {
-  float m[8] = {init, init, init, init, init, init, init, init};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; k++) m[k] = std::max(m[k], x[j + k]);
-  for (; j < n; j++) m[0] = std::max(m[0], x[j]);
-  for (int k = 1; k < 8; k++) m[0] = std::max(m[0], m[k]);
-  return m[0];
-}
-// Sum of n floats in eight running sums by index mod 8, combined in a fixed order: the same bits for the same
-// values at the same indices (tiles are indexed from their aligned start, so that holds across calls).
-float sum_of(const float* x, int64_t n) {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; k++) s[k] += x[j + k];
-  for (int k = 0; j < n; j++, k++) s[k] += x[j];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-}  // namespace
-
 void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segments, AttentionScratch& scratch) {
   const int64_t D = segments.front().keys.cols, rows = a.rows;
   const float minus_inf = -std::numeric_limits<float>::infinity();
@@ -88,6 +65,9 @@ void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segmen
   scratch.keys_t.resize(D * kKeyTile);
   scratch.max.assign(rows, minus_inf);  // running max of each row's scaled scores
   scratch.sum.assign(rows, 0.0f);       // running sum of e^(score - max)
+  scratch.rescale.resize(rows);
+  scratch.lo.resize(rows);
+  scratch.hi.resize(rows);
   for (int64_t r = 0; r < rows; r++)
     for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] = 0.0f;
   int64_t lowest = a.visible_from[0], highest = a.visible_to[0];
@@ -127,28 +107,20 @@ void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segmen
     kt.in_out = true;
     matmul_in_out_serial(Product{a.q, a.ldq, rows, kt, scores, n}, 0, n);
     const int64_t with_keys_from = std::max(t0, keys_begin) - t0, with_keys_to = std::min(t0 + n, keys_end) - t0;
+    bool padded = false;  // padding positions in the tile: masked by hand before the kernel scales the rest
+    for (int64_t j = with_keys_from; j < with_keys_to && !padded; j++) padded = !a.valid[t0 + j];
     for (int64_t r = 0; r < rows; r++) {
-      float* row = scores + r * n;
-      const int64_t lo = std::clamp(std::max(a.visible_from[r] - t0, with_keys_from), int64_t(0), n);
-      const int64_t hi = std::clamp(std::min(a.visible_to[r] + 1 - t0, with_keys_to), lo, n);
-      for (int64_t j = 0; j < lo; j++) row[j] = minus_inf;
-      for (int64_t j = lo; j < hi; j++) row[j] *= a.scale;
-      for (int64_t j = hi; j < n; j++) row[j] = minus_inf;
-      for (int64_t j = lo; j < hi; j++)
-        if (!a.valid[t0 + j]) row[j] = minus_inf;
-      const float grown = max_of(row + lo, hi - lo, scratch.max[r]);
-      if (grown == minus_inf) {  // nothing visible yet: the row stays empty
-        for (int64_t j = 0; j < n; j++) row[j] = 0.0f;
-        continue;
-      }
-      const float rescale = std::exp(scratch.max[r] - grown);  // 0 on the row's first visible tile (its out is 0)
-      scratch.max[r] = grown;
-      for (int64_t j = 0; j < n; j++) row[j] -= grown;
-      exp_in_place(row, n);
-      scratch.sum[r] = scratch.sum[r] * rescale + sum_of(row, n);
-      if (rescale != 1.0f)
-        for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] *= rescale;
+      scratch.lo[r] = std::clamp(std::max(a.visible_from[r] - t0, with_keys_from), int64_t(0), n);
+      scratch.hi[r] = std::clamp(std::min(a.visible_to[r] + 1 - t0, with_keys_to), scratch.lo[r], n);
+      if (padded)
+        for (int64_t j = scratch.lo[r]; j < scratch.hi[r]; j++)
+          if (!a.valid[t0 + j]) scores[r * n + j] = minus_inf;
     }
+    softmax_tile(scores, rows, n, scratch.lo.data(), scratch.hi.data(), a.scale, scratch.max.data(), scratch.sum.data(),
+                 scratch.rescale.data());
+    for (int64_t r = 0; r < rows; r++)
+      if (scratch.rescale[r] != 1.0f)
+        for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] *= scratch.rescale[r];
     for (const AttentionScratch::Piece& piece : pieces)  // out += p . v, continuing each output's sum in key order
       matmul_in_out_serial(Product{scores + piece.at, n, rows, piece.segment->values.slice_rows(piece.row, piece.count),
                                    a.out, a.ldo, true},

@@ -39,6 +39,10 @@ struct Avx512 {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), e, x);  // NaN stays NaN
   }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static float hmax(V v) { return _mm512_reduce_max_ps(v); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   template <class T>
   struct Widen;
 };

@@ -278,6 +278,58 @@ void exp_inplace(float* x, int64_t n) {
   for (int64_t j = i; j < n; j++) x[j] = tail[j - i];
 }
 
+// One key tile of attend_tiled's online softmax, row by row (see KernelTable::softmax_tile). Lanes take elements by
+// index from the tile's start, and the tail goes through a zero-padded vector, so the same values at the same
+// indices give the same bits however long the tile is.
+template <class S>
+void softmax_tile(float* scores, int64_t rows, int64_t n, const int64_t* lo, const int64_t* hi, float scale, float* max,
+                  float* sum, float* rescale) {
+  using V = typename S::V;
+  constexpr int64_t L = S::kLanes;
+  const float minus_inf = -__builtin_inff();
+  for (int64_t r = 0; r < rows; r++) {
+    float* row = scores + r * n;
+    for (int64_t j = 0; j < lo[r]; j++) row[j] = minus_inf;
+    for (int64_t j = hi[r]; j < n; j++) row[j] = minus_inf;
+    int64_t j = lo[r];
+    V best = S::broadcast(minus_inf);
+    for (; j + L <= hi[r]; j += L) {
+      const V v = S::mul(S::load(row + j), S::broadcast(scale));
+      S::store(row + j, v);
+      best = S::max(best, v);
+    }
+    float grown = max[r] > S::hmax(best) ? max[r] : S::hmax(best);
+    for (; j < hi[r]; j++) {
+      row[j] *= scale;
+      grown = grown > row[j] ? grown : row[j];
+    }
+    if (grown == minus_inf) {  // nothing visible yet: the row stays empty
+      for (int64_t k = 0; k < n; k++) row[k] = 0.0f;
+      rescale[r] = 1.0f;
+      continue;
+    }
+    rescale[r] = __builtin_expf(max[r] - grown);  // 0 on the row's first visible tile
+    max[r] = grown;
+    const V m = S::broadcast(grown);
+    V total = S::zero();
+    int64_t k = 0;
+    for (; k + L <= n; k += L) {
+      const V p = S::exp(S::sub(S::load(row + k), m));
+      S::store(row + k, p);
+      total = S::fma(p, S::broadcast(1.0f), total);
+    }
+    if (k < n) {
+      float tail[L];
+      for (int64_t i = 0; i < L; i++) tail[i] = k + i < n ? row[k + i] - grown : minus_inf;
+      const V p = S::exp(S::load(tail));
+      S::store(tail, p);
+      total = S::fma(p, S::broadcast(1.0f), total);
+      for (int64_t i = 0; k + i < n; i++) row[k + i] = tail[i];
+    }
+    sum[r] = sum[r] * rescale[r] + S::hsum(total);
+  }
+}
+
 // The KernelTable of instruction set S.
 template <class S>
 KernelTable make_table(const char* name) {
@@ -286,6 +338,7 @@ KernelTable make_table(const char* name) {
   t.column_unit = Kernels<S, float>::kPanel;
   t.scratch_floats = kScratchFloats;
   t.exp_inplace = exp_inplace<S>;
+  t.softmax_tile = softmax_tile<S>;
   t.linear_rows = [](const Product& p, int64_t n0, int64_t n1, float* scratch) {
     switch (p.w.dtype) {
       case DType::F32: return Kernels<S, float>::linear_rows(p, n0, n1, scratch);

@@ -428,6 +428,11 @@ void silu_mul(const float* gate, const float* up, int64_t stride, int64_t rows, 
 
 void exp_in_place(float* x, int64_t n) { active().exp_inplace(x, n); }
 
+void softmax_tile(float* scores, int64_t rows, int64_t n, const int64_t* lo, const int64_t* hi, float scale, float* max,
+                  float* sum, float* rescale) {
+  active().softmax_tile(scores, rows, n, lo, hi, scale, max, sum, rescale);
+}
+
 void add_in_place(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }

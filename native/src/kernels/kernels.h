@@ -78,6 +78,12 @@ struct KernelTable {
   void (*in_out_cols)(const Product& p, int64_t n0, int64_t n1, float* scratch);
   // x = e^x for n floats (within a few ulp of expf; e^-inf = 0).
   void (*exp_inplace)(float* x, int64_t n);
+  // One tile of an online softmax over `rows` rows of n scores (n apart): positions [lo[r], hi[r]) are visible
+  // (scaled by `scale`), the others -inf; max[r] becomes the running max, the row e^(score - max) (0 where masked),
+  // rescale[r] = e^(old max - new max) and sum[r] = sum[r] * rescale[r] + the row's sum. A row with nothing
+  // visible so far becomes 0 with rescale 1.
+  void (*softmax_tile)(float* scores, int64_t rows, int64_t n, const int64_t* lo, const int64_t* hi, float scale,
+                       float* max, float* sum, float* rescale);
 };
 
 // Products with block-quantized weights (Q8 / Q4, [out, in]) on Product::xq: integer dot products per block,
@@ -168,7 +174,8 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
 // rounding; a query's result does not depend on the other rows of the block.
 constexpr int64_t kKeyTile = 64;
 struct AttentionScratch {
-  std::vector<float> scores, max, sum, keys_t, key_row;
+  std::vector<float> scores, max, sum, rescale, keys_t, key_row;
+  std::vector<int64_t> lo, hi;
   struct Piece {
     const KeySegment* segment;
     int64_t row, count, at;  // rows [row, row + count) of the segment, at column `at` of the tile
@@ -193,6 +200,9 @@ void silu_mul(const float* gate, const float* up, int64_t stride, int64_t rows, 
 void add_in_place(float* x, const float* y, int64_t n);
 // x[i] = e^x[i] on the kernel set in use (e^-inf = 0).
 void exp_in_place(float* x, int64_t n);
+// KernelTable::softmax_tile on the kernel set in use.
+void softmax_tile(float* scores, int64_t rows, int64_t n, const int64_t* lo, const int64_t* hi, float scale, float* max,
+                  float* sum, float* rescale);
 
 // nn.GELU(): the exact erf form, not the tanh approximation.
 inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * float(M_SQRT1_2))); }

@@ -22,6 +22,10 @@ struct Scalar {
   static void prefetch(const char*) {}
   static V exp(V x) { return std::exp(x); }
   static float hsum(V v) { return v; }
+  static V max(V a, V b) { return a > b ? a : b; }
+  static float hmax(V v) { return v; }
+  static V mul(V a, V b) { return a * b; }
+  static V sub(V a, V b) { return a - b; }
   template <class T>
   struct Widen;
 };
