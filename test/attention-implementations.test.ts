@@ -72,3 +72,20 @@ test("the embedded model over 700 tokens (chunks of 128, 11 key tiles on its ful
   }
   expect(maxAbsDiff(joined, full.logits.data)).toBe(0);
 });
+
+test("a prompt prefilled in pieces through the cache holds the same working memory for every piece, however long the context", async () => {
+  // sdpa holds one key tile of scores per work item; eager holds each row's scores over every key, growing with it.
+  const sdpa = await Llama4ForConditionalGeneration.from_pretrained("models/llama4-tiny");
+  const eager = await Llama4ForConditionalGeneration.from_pretrained("models/llama4-tiny", { attn_implementation: "eager" });
+  const ids = promptIds(16 * 256, sdpa.text_config.vocab_size, 4);
+  for (const [model, grows] of [[sdpa, false], [eager, true]] as const) {
+    const cache = model.new_cache(1);
+    const peaks: number[] = [];
+    for (let p = 0; p < ids.length; p += 256) {
+      const out = await model.forward({ input_ids: [ids.slice(p, p + 256)], cache, logits_to_keep: 1 });
+      peaks.push(out.scratch_peak_bytes);
+    }
+    if (grows) expect(peaks.at(-1)!).toBeGreaterThan(2 * peaks[0]);
+    else expect(new Set(peaks).size).toBe(1);
+  }
+});

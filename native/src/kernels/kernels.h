@@ -172,7 +172,7 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
 // The same softmax attention (without probs) in tiles of kKeyTile key positions and an online softmax
 // (flash-attention style): a tile's scores at a time, tiles no row sees skipped. Equal to attend() within f32
 // rounding; a query's result does not depend on the other rows of the block.
-constexpr int64_t kKeyTile = 64;
+constexpr int64_t kKeyTile = 128;
 struct AttentionScratch {
   std::vector<float> scores, max, sum, rescale, keys_t, key_row;
   std::vector<int64_t> lo, hi;

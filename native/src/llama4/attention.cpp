@@ -12,6 +12,10 @@ namespace l4 {
 
 namespace {
 
+// Query positions per attention work item: its kv head's query heads take them together, so each key tile is read
+// (and transposed) once for group x kQueryBlock rows.
+constexpr int64_t kQueryBlock = 64;
+
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 void add_bias(float* y, const std::vector<float>& bias, int64_t rows) {
@@ -56,7 +60,7 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
   // q, attn, and each thread's scores of one work item (below): all its keys' (eager) or a tile's
   const size_t scored_keys = probs || s.eager_attention ? size_t(s.P + s.T) : size_t(kKeyTile);
   const size_t scratch = 2 * sizeof(float) * size_t(s.N * nH * D) +
-                         size_t(num_threads()) * size_t(std::min<int64_t>(s.T, 32)) * size_t(nH / kvH) * scored_keys * sizeof(float);
+                         size_t(num_threads()) * size_t(std::min<int64_t>(s.T, kQueryBlock)) * size_t(nH / kvH) * scored_keys * sizeof(float);
   meter.hold(scratch);
 
   matmul_batch({{h, s.N, w.q_proj, q}, {h, s.N, w.k_proj, k.data()}, {h, s.N, w.v_proj, v.data()}});
@@ -85,7 +89,7 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
   // Work items: (batch row, kv head, block of query positions), the kv head's query heads together so its
   // keys are read once for all of them. Rows of an item are (head in group, position).
   const int64_t group = nH / kvH, ring = cached ? cached->ring : 0;
-  const int64_t block = std::min<int64_t>(s.T, 32), blocks = (s.T + block - 1) / block;
+  const int64_t block = std::min<int64_t>(s.T, kQueryBlock), blocks = (s.T + block - 1) / block;
   const float scaling = 1.0f / std::sqrt(float(D));
   parallel_items(s.B * kvH * blocks, block * group * (s.P + s.T) * D, [&](int64_t begin, int64_t end) {
     std::vector<float> scores, qbuf, obuf;
@@ -94,6 +98,7 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
     std::vector<float*> probs_rows;
     std::vector<KeySegment> segments;
     for (int64_t item = begin; item < end; item++) {
+      if (s.cancel && s.cancel->load()) throw CancelledError();
       const int64_t b = item / (kvH * blocks), kvh = (item / blocks) % kvH;
       const int64_t t0 = (item % blocks) * block, t1 = std::min(s.T, t0 + block), rows = group * (t1 - t0);
       qbuf.resize(rows * D);

@@ -2,8 +2,10 @@
 // and the per-call state they share. text_model.cpp chains them; attention.cpp and moe.cpp implement them.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "config.h"
@@ -12,12 +14,19 @@
 namespace l4 {
 
 // Shapes and masks shared by every layer of one forward call.
+// Thrown when a forward call is cancelled (checked between layers, and between attention work items).
+struct CancelledError : std::runtime_error {
+  CancelledError() : std::runtime_error("cancelled") {}
+};
+
 struct Step {
   int64_t B, T, P, N;                          // batch, new tokens, past length, B*T
   std::vector<std::vector<uint8_t>> valid;     // [B][P+T] key positions that are not padding
   std::vector<int64_t> left_padding;           // [B] leading padding positions (chunk boundaries shift by it)
   std::vector<int32_t> positions;              // [N] RoPE positions
   bool eager_attention = false;                // see ForwardRequest
+  const std::atomic<bool>* cancel = nullptr;   // checked between attention work items too: a long prompt's layer
+                                               // can take a minute
 };
 
 // Keys and values one layer has cached, in pages of kPageSlots positions: a page is laid out

@@ -259,6 +259,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   const int64_t H = c.hidden_size, nH = c.num_attention_heads, E = c.num_local_experts, L = c.num_hidden_layers;
 
   Step s = make_step(req);
+  s.cancel = &cancel;
 
   ForwardResult result;
   ScratchMeter meter;

@@ -17,10 +17,6 @@
 
 namespace l4 {
 
-struct CancelledError : std::runtime_error {
-  CancelledError() : std::runtime_error("cancelled") {}
-};
-
 // Keys/values of past positions. Cache positions are shared by the batch rows (left padding is
 // expressed by `valid`). Full-attention layers keep every position; chunked layers keep a ring of
 // attention_chunk_size slots, all a query can ever see (see KVLayer).

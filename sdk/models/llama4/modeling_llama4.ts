@@ -155,6 +155,18 @@ export class Llama4PreTrainedModel {
   /** The local folder the weights were read from (a download lands in the hub cache). */
   private source_dir = "";
 
+  private warnedPositions = false;
+
+  /** Positions past max_position_embeddings still work (RoPE is computed per position, not from a table), as in
+   * transformers; say so once, since the model was not trained on them. */
+  private warnPastMaxPositions(length: number): void {
+    const max = this.text_config.max_position_embeddings;
+    if (this.warnedPositions || !(length > max)) return;
+    this.warnedPositions = true;
+    console.warn(`llama4-ts: positions up to ${length} go past the config's max_position_embeddings (${max}); ` +
+      "they are computed like the others, but the model was not trained on them");
+  }
+
   /** Use `await X.from_pretrained(...)`. */
   constructor(
     protected readonly engine: NativeModel,
@@ -437,6 +449,7 @@ export class Llama4PreTrainedModel {
     const expertOverride = inputs.expert_mask ? this.expertOverride(inputs.expert_mask) : undefined;
     const keep = inputs.logits_to_keep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new Error(`logits_to_keep must be a non-negative integer, got ${keep}`);
+    this.warnPastMaxPositions(positions ? Math.max(...positions.data) + 1 : pastLength + ids.cols);
     // Last: the vision tower is the expensive part, so every other input is checked before it runs.
     const imageFeatures = await this.imageFeaturesFor(inputs, ids.data);
 
