@@ -110,7 +110,7 @@ export interface MatmulOptions {
 
 export interface NativeEngine {
   /** fbgemmFp8: FbgemmFp8Config's fields as JSON. */
-  loadModel(dir: string, options: { dtype: string; fbgemmFp8?: string }): Promise<NativeModel>;
+  loadModel(dir: string, options: { dtype: string; fbgemmFp8?: string; kvCacheDtype?: string }): Promise<NativeModel>;
   setNumThreads(n: number): void;
   numThreads(): number;
   simd(): string;

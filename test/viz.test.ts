@@ -27,6 +27,10 @@ import {
   expertTransitions,
   htmlBundle,
   kvCacheChart,
+  longContextMemoryChart,
+  longContextMemoryData,
+  longContextTimeChart,
+  longContextTimeData,
   mimeBundle,
   peakMemoryChart,
   plotlyStaticSpec,
@@ -550,6 +554,59 @@ describe("memory from a trace", () => {
     expect(rows.filter((r) => r.series === "scratch peak").map((r) => r.bytes)).toEqual([40000, 8000, 8000]);
     expect(cell(rows, { series: "RSS", step: 2 }).size).toBe(9.15);
     expect(() => weightMemoryChart({ ...trace, memory: null })).toThrow(/no memory record/);
+  });
+});
+
+describe("a sweep of prompt lengths (notebooks/03-long-context, bench/long_context.mjs)", () => {
+  const sweep = [
+    { length: 2048, prefill_s: 0.5, decode_tok_s: 100, kv_cache_bytes: 3_000_000, kv_chunked_bytes: 1_000_000, scratch_peak_bytes: 20_000_000, rss_bytes: 150_000_000 },
+    { length: 1024, prefill_s: 0.2, decode_tok_s: 125, kv_cache_bytes: 2_000_000, kv_chunked_bytes: 1_000_000, scratch_peak_bytes: 20_000_000, rss_bytes: 140_000_000 },
+  ];
+
+  test("time: prefill seconds and decode seconds per token by length, log2 x, log y", async () => {
+    expect(longContextTimeData(sweep)).toEqual([
+      { length: 1024, series: "prefill (whole prompt)", seconds: 0.2, tok_s: 5120 },
+      { length: 1024, series: "decode (per token)", seconds: 0.008, tok_s: 125 },
+      { length: 2048, series: "prefill (whole prompt)", seconds: 0.5, tok_s: 4096 },
+      { length: 2048, series: "decode (per token)", seconds: 0.01, tok_s: 100 },
+    ]);
+    const spec = longContextTimeChart(sweep);
+    expectCompiles(spec);
+    const enc = spec.encoding as Record<string, Row>;
+    expect(enc.x.scale).toEqual({ type: "log", base: 2 });
+    expect((enc.x.axis as Row).values).toEqual([1024, 2048]);
+    expect(enc.y.scale).toEqual({ type: "log" });
+    expect((await toSVG(spec)).startsWith("<svg")).toBe(true);
+  });
+
+  test("memory: KV total and by layer kind, working memory, RSS; a bench row gives its peak RSS", async () => {
+    const { unit, rows } = longContextMemoryData(sweep);
+    expect(unit).toBe("MB");
+    expect(rows.filter((r) => r.length === 2048)).toEqual([
+      { length: 2048, series: "KV cache", bytes: 3_000_000, size: 3 },
+      { length: 2048, series: "KV: chunked layers", bytes: 1_000_000, size: 1 },
+      { length: 2048, series: "KV: full-attention layers", bytes: 2_000_000, size: 2 },
+      { length: 2048, series: "working memory (peak)", bytes: 20_000_000, size: 20 },
+      { length: 2048, series: "RSS", bytes: 150_000_000, size: 150 },
+    ]);
+    const spec = longContextMemoryChart(sweep);
+    expectCompiles(spec);
+    expect(values(spec)).toHaveLength(10);
+    expect(((spec.encoding as Record<string, Row>).color.scale as Row).domain).toEqual(
+      ["RSS", "KV cache", "KV: full-attention layers", "KV: chunked layers", "working memory (peak)"]);
+    expect((await toSVG(spec)).startsWith("<svg")).toBe(true);
+
+    // A row as bench/long_context.mjs prints it (extra fields ignored); zero bytes stay in the data, off the log-scale chart.
+    const bench = JSON.parse('[{"length":1024,"prefill_s":0.15,"prefill_tok_s":6826.7,"decode_tok_s":90,"peak_rss_bytes":130000000,' +
+      '"weight_bytes":29000000,"kv_cache_bytes":0}]');
+    expect(longContextMemoryData(bench).rows.map((r) => [r.series, r.bytes])).toEqual([["KV cache", 0], ["peak RSS", 130000000]]);
+    const benchSpec = longContextMemoryChart(bench);
+    expectCompiles(benchSpec);
+    expect(values(benchSpec).map((r) => r.series)).toEqual(["peak RSS"]);
+
+    expect(() => longContextTimeChart([])).toThrow(/no rows/);
+    expect(() => longContextMemoryChart([{ ...sweep[0], length: 1.5 }])).toThrow(/length must be a positive whole number/);
+    expect(() => longContextTimeData([{ ...sweep[0], prefill_s: 0 }])).toThrow(/prefill_s at 2048 tokens must be > 0/);
   });
 });
 

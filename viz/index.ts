@@ -60,6 +60,9 @@ export type { ImagePatchLayout } from "../sdk/models/llama4/processing_llama4";
 export { kvCacheChart, kvCacheData, peakMemoryChart, peakMemoryData, weightMemoryChart, weightMemoryData } from "./memory";
 export type { KVRow, PeakRow, WeightRow } from "./memory";
 
+export { longContextMemoryChart, longContextMemoryData, longContextTimeChart, longContextTimeData } from "./long_context";
+export type { LongContextMemoryRow, LongContextRow, LongContextTimeRow } from "./long_context";
+
 export {
   INT4_GROUP,
   QUANT_BLOCK,

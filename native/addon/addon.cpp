@@ -323,7 +323,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (batch < 1) throw Napi::RangeError::New(env, "createCache: batch size must be >= 1");
     Napi::Object obj = CacheWrap::constructor.New({});
     CacheWrap* wrap = CacheWrap::Unwrap(obj);
-    wrap->cache = std::make_shared<KVCache>(model->config(), batch);
+    wrap->cache = std::make_shared<KVCache>(model->config(), batch, model->kv_dtype());
     wrap->owner = model.get();
     return obj;
   }
@@ -388,11 +388,12 @@ Napi::FunctionReference ModelWrap::constructor;
 
 class LoadWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, std::string dir, std::string dtype, std::string fbgemm_fp8)
-      : PromiseWorker(env), dir_(std::move(dir)), dtype_(std::move(dtype)), fbgemm_fp8_(std::move(fbgemm_fp8)) {}
+  LoadWorker(Napi::Env env, std::string dir, std::string dtype, std::string fbgemm_fp8, std::string kv_dtype)
+      : PromiseWorker(env), dir_(std::move(dir)), dtype_(std::move(dtype)), fbgemm_fp8_(std::move(fbgemm_fp8)),
+        kv_dtype_(std::move(kv_dtype)) {}
 
  protected:
-  void Run() override { model_ = std::make_shared<TextModel>(dir_, dtype_, fbgemm_fp8_); }
+  void Run() override { model_ = std::make_shared<TextModel>(dir_, dtype_, fbgemm_fp8_, kv_dtype_); }
   Napi::Value Resolve(Napi::Env) override {
     Napi::Object obj = ModelWrap::constructor.New({});
     ModelWrap::Unwrap(obj)->model = model_;
@@ -400,22 +401,25 @@ class LoadWorker : public PromiseWorker {
   }
 
  private:
-  std::string dir_, dtype_, fbgemm_fp8_;
+  std::string dir_, dtype_, fbgemm_fp8_, kv_dtype_;
   std::shared_ptr<TextModel> model_;
 };
 
-// loadModel(dir, { dtype, fbgemmFp8 }) -> Promise<NativeModel>; fbgemmFp8: FbgemmFp8Config's fields as JSON.
+// loadModel(dir, { dtype, fbgemmFp8, kvCacheDtype }) -> Promise<NativeModel>; fbgemmFp8: FbgemmFp8Config's fields as
+// JSON; kvCacheDtype: "float32" (default) or "bfloat16".
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadModel expects a directory path");
-  std::string dtype = "auto", fbgemm_fp8;
+  std::string dtype = "auto", fbgemm_fp8, kv_dtype = "float32";
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value d = info[1].As<Napi::Object>().Get("dtype");
     if (d.IsString()) dtype = d.As<Napi::String>().Utf8Value();
     Napi::Value f = info[1].As<Napi::Object>().Get("fbgemmFp8");
     if (f.IsString()) fbgemm_fp8 = f.As<Napi::String>().Utf8Value();
+    Napi::Value kv = info[1].As<Napi::Object>().Get("kvCacheDtype");
+    if (kv.IsString()) kv_dtype = kv.As<Napi::String>().Utf8Value();
   }
-  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype, fbgemm_fp8);
+  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype, fbgemm_fp8, kv_dtype);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;

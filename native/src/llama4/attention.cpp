@@ -85,6 +85,10 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
       }
     }
   }
+  if (s.kv_dtype == DType::BF16) {  // the cache holds bf16: this call's keys and values are used as it will hold them
+    for (float& x : k) x = bf16_to_f32(f32_to_bf16(x));
+    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  }
 
   // Work items: (batch row, kv head, block of query positions), the kv head's query heads together so its
   // keys are read once for all of them. Rows of an item are (head in group, position).
@@ -129,8 +133,9 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
         int64_t count = std::min(s.P - pos, KVLayer::kPageSlots - slot % KVLayer::kPageSlots);
         if (ring) count = std::min(count, ring - slot);
         const int64_t offset = KVLayer::offset(slot, b, kvh, s.B, kvH, D);
-        segments.push_back({Matrix{DType::F32, cached->k.data() + offset, count, D, D},
-                            Matrix{DType::F32, cached->v.data() + offset, count, D, D}, pos});
+        const size_t at = size_t(offset) * dtype_size(cached->dtype);
+        segments.push_back({Matrix{cached->dtype, cached->k.data() + at, count, D, D},
+                            Matrix{cached->dtype, cached->v.data() + at, count, D, D}, pos});
         pos += count;
       }
       const int64_t fresh_first = std::max(first, s.P), fresh_offset = ((b * s.T + fresh_first - s.P) * kvH + kvh) * D;

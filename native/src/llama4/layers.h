@@ -25,6 +25,7 @@ struct Step {
   std::vector<int64_t> left_padding;           // [B] leading padding positions (chunk boundaries shift by it)
   std::vector<int32_t> positions;              // [N] RoPE positions
   bool eager_attention = false;                // see ForwardRequest
+  DType kv_dtype = DType::F32;                 // the KV cache's element type: keys and values are rounded to it
   const std::atomic<bool>* cancel = nullptr;   // checked between attention work items too: a long prompt's layer
                                                // can take a minute
 };
@@ -37,7 +38,8 @@ struct Step {
 // one slot per position. Position p lives in slot (ring ? p % ring : p).
 struct KVLayer {
   static constexpr int64_t kPageSlots = 64;
-  std::vector<float> k, v;  // whole pages, back to back
+  DType dtype = DType::F32;     // F32 or BF16
+  std::vector<uint8_t> k, v;    // whole pages, back to back, of dtype elements
   int64_t ring = 0;
   int64_t slots = 0;  // slots holding a position
   // Where (slot, batch row, kv head) starts in k or v.

@@ -42,12 +42,14 @@ Step make_step(const ForwardRequest& req) {
 
 }  // namespace
 
-KVCache::KVCache(const TextConfig& config, int64_t batch)
+KVCache::KVCache(const TextConfig& config, int64_t batch, DType dtype)
     : batch_(batch), head_dim_(config.head_dim), row_(config.num_key_value_heads * config.head_dim), valid_(batch) {
   if (batch < 1) throw std::runtime_error("cache batch size must be >= 1");
   layers_.resize(config.num_hidden_layers);
-  for (int64_t l = 0; l < config.num_hidden_layers; l++)
+  for (int64_t l = 0; l < config.num_hidden_layers; l++) {
     layers_[l].ring = config.chunked[l] ? config.attention_chunk_size : 0;
+    layers_[l].dtype = dtype;
+  }
 }
 
 void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens,
@@ -59,10 +61,10 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
     // A ring fills up to its size as the sequence grows; pages are added at the end, the old ones stay put.
     cl.slots = cl.ring ? std::min(cl.ring, total) : total;
     const int64_t pages = (cl.slots + KVLayer::kPageSlots - 1) / KVLayer::kPageSlots;
-    const size_t floats = size_t(pages * KVLayer::kPageSlots * batch_ * row);
-    if (cl.k.size() < floats) {
-      cl.k.resize(floats);
-      cl.v.resize(floats);
+    const size_t element = dtype_size(cl.dtype), bytes = size_t(pages * KVLayer::kPageSlots * batch_ * row) * element;
+    if (cl.k.size() < bytes) {
+      cl.k.resize(bytes);
+      cl.v.resize(bytes);
     }
     for (int64_t t = 0; t < new_tokens; t++) {
       const int64_t pos = P + t;
@@ -71,8 +73,17 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
       for (int64_t b = 0; b < batch_; b++)
         for (int64_t h = 0; h < heads; h++) {
           const int64_t to = KVLayer::offset(slot, b, h, batch_, heads, D), from = ((b * new_tokens + t) * heads + h) * D;
-          std::memcpy(cl.k.data() + to, new_k[layer].data() + from, sizeof(float) * D);
-          std::memcpy(cl.v.data() + to, new_v[layer].data() + from, sizeof(float) * D);
+          if (cl.dtype == DType::F32) {
+            std::memcpy(cl.k.data() + to * element, new_k[layer].data() + from, sizeof(float) * D);
+            std::memcpy(cl.v.data() + to * element, new_v[layer].data() + from, sizeof(float) * D);
+          } else {  // bf16: the values were rounded to it when computed, so this is exact
+            auto* k = reinterpret_cast<uint16_t*>(cl.k.data()) + to;
+            auto* v = reinterpret_cast<uint16_t*>(cl.v.data()) + to;
+            for (int64_t i = 0; i < D; i++) {
+              k[i] = f32_to_bf16(new_k[layer][from + i]);
+              v[i] = f32_to_bf16(new_v[layer][from + i]);
+            }
+          }
         }
     }
   }
@@ -83,7 +94,7 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
 std::vector<size_t> KVCache::layer_bytes() const {
   std::vector<size_t> out;
   // Positions held (the last page's unused slots, at most kPageSlots - 1, are not counted).
-  for (const auto& l : layers_) out.push_back(size_t(2 * l.slots * batch_ * row_) * sizeof(float));
+  for (const auto& l : layers_) out.push_back(size_t(2 * l.slots * batch_ * row_) * dtype_size(l.dtype));
   return out;
 }
 
@@ -93,7 +104,10 @@ size_t KVCache::bytes() const {
   return n;
 }
 
-TextModel::TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8) {
+TextModel::TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8, const std::string& kv_dtype) {
+  if (kv_dtype != "float32" && kv_dtype != "bfloat16")
+    throw std::runtime_error("kv_cache_dtype \"" + kv_dtype + "\" is not supported (float32, bfloat16)");
+  kv_dtype_ = kv_dtype == "bfloat16" ? DType::BF16 : DType::F32;
   const std::string config_path = dir + "/config.json";
   const Json root = Json::parse(read_text_file(config_path), config_path);
   config_ = TextConfig::from_json(root, config_path);
@@ -260,6 +274,10 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
 
   Step s = make_step(req);
   s.cancel = &cancel;
+  s.kv_dtype = kv_dtype_;
+  if (req.cache && req.cache->layers_.front().dtype != kv_dtype_)
+    throw std::runtime_error("cache holds " + std::string(dtype_name(req.cache->layers_.front().dtype)) + " keys, but the model computes " +
+                             dtype_name(kv_dtype_) + " ones: make caches with this model's new_cache()");
 
   ForwardResult result;
   ScratchMeter meter;

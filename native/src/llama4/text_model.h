@@ -22,7 +22,8 @@ namespace l4 {
 // attention_chunk_size slots, all a query can ever see (see KVLayer).
 class KVCache {
  public:
-  KVCache(const TextConfig& config, int64_t batch);
+  // `dtype`: F32, or BF16 (half the memory; keys and values are rounded to bf16 as they are computed).
+  KVCache(const TextConfig& config, int64_t batch, DType dtype = DType::F32);
   int64_t batch() const { return batch_; }
   int64_t length() const { return length_; }  // positions stored so far
   const std::vector<uint8_t>& valid(int64_t row) const { return valid_[row]; }  // per position: 0 for padding
@@ -86,7 +87,11 @@ class TextModel {
  public:
   // Loads config.json and the safetensors weights from a checkpoint directory.
   // `fbgemm_fp8`: FbgemmFp8Config's fields as JSON ("" for none): quantize the Linears to FP8 at load.
-  TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8 = "");
+  // `kv_dtype`: "float32" or "bfloat16", what its KV caches hold (keys and values are rounded to it in every forward,
+  // so a cached decode equals the full forward).
+  TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8 = "",
+            const std::string& kv_dtype = "float32");
+  DType kv_dtype() const { return kv_dtype_; }
   const TextConfig& config() const { return config_; }
   const TextWeights& weights() const { return weights_; }
   const Checkpoint& checkpoint() const { return *checkpoint_; }
@@ -106,6 +111,7 @@ class TextModel {
   void validate(const ForwardRequest& req) const;
 
   TextConfig config_;
+  DType kv_dtype_ = DType::F32;
   std::unique_ptr<Checkpoint> checkpoint_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
   TextWeights weights_;

@@ -40,6 +40,12 @@ export interface FromPretrainedOptions extends PretrainedOptions {
   attn_implementation?: AttnImplementation;
   /** Quantize at load: FbgemmFp8Config (FP8 weights and activations). Checkpoints already quantized need none. */
   quantization_config?: FbgemmFp8Config;
+  /**
+   * What the KV cache holds: "float32" (the default; the engine computes in f32) or "bfloat16" (half the memory, what
+   * transformers keeps for a bf16 model). Keys and values are rounded to it as they are computed, in every forward,
+   * so a cached decode still equals the full forward.
+   */
+  kv_cache_dtype?: "float32" | "bfloat16";
 }
 
 export type IdsInput = number[][] | number[] | Tensor;
@@ -108,7 +114,8 @@ export function cacheOption(options: { cache?: DynamicCache; past_key_values?: D
   return options.cache ?? options.past_key_values;
 }
 
-const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "tp_plan", "attn_implementation", "quantization_config", ...HUB_OPTION_KEYS] as const;
+const FROM_PRETRAINED_KEYS = ["dtype", "torch_dtype", "device_map", "tp_plan", "attn_implementation", "quantization_config",
+  "kv_cache_dtype", ...HUB_OPTION_KEYS] as const;
 const FORWARD_KEYS = ["input_ids", "attention_mask", "position_ids", "cache", "past_key_values", "use_cache", "output_hidden_states",
   "output_router_logits", "output_attentions", "expert_mask", "logits_to_keep", "pixel_values", "image_features"] as const;
 
@@ -220,8 +227,13 @@ export class Llama4PreTrainedModel {
       throw new Error(`quantization_config: ${describe(quantization)} is not supported; pass new FbgemmFp8Config() ` +
         `(compressed-tensors checkpoints load without one; dtype "q8" / "q4" quantizes at load)`);
     }
+    const kvCacheDtype = options.kv_cache_dtype ?? "float32";
+    if (kvCacheDtype !== "float32" && kvCacheDtype !== "bfloat16") {
+      throw new Error(`kv_cache_dtype "${String(kvCacheDtype)}" is not supported: use "float32" or "bfloat16"`);
+    }
     const engine = await native().loadModel(dir, {
       dtype,
+      kvCacheDtype,
       ...(quantization ? { fbgemmFp8: JSON.stringify({ activation_scale_ub: quantization.activation_scale_ub, modules_to_not_convert: quantization.modules_to_not_convert }) } : {}),
     });
     const model = new this(engine, config, generationConfig, dtype, attn, pathOrId);
