@@ -81,12 +81,15 @@ export function longContextMemoryData(rows: LongContextRow[]): { unit: string; r
 const SERIES_ORDER = ["RSS", "peak RSS", "KV cache", "KV: full-attention layers", "KV: chunked layers", "working memory (peak)"];
 
 function lengthAxis(rows: { length: number }[]): Record<string, unknown> {
+  const lengths = [...new Set(rows.map((r) => r.length))].sort((a, b) => a - b);
+  // A quarter of a doubling of room on both sides, so the first and last points (and their labels) sit inside.
+  const margin = 2 ** 0.25;
   return {
     field: "length",
     type: "quantitative",
     title: "prompt tokens",
-    scale: { type: "log", base: 2 },
-    axis: { values: [...new Set(rows.map((r) => r.length))].sort((a, b) => a - b), format: "~s" },
+    scale: { type: "log", base: 2, domain: [lengths[0] / margin, lengths.at(-1)! * margin], nice: false },
+    axis: { values: lengths, labelExpr: "datum.value >= 1024 && datum.value % 1024 == 0 ? (datum.value / 1024) + 'k' : format(datum.value, ',')" },
   };
 }
 
@@ -103,7 +106,7 @@ export function longContextTimeChart(rows: LongContextRow[], options: { title?: 
     encoding: {
       x: lengthAxis(data),
       y: { field: "seconds", type: "quantitative", title: "seconds", scale: { type: "log" }, axis: { format: "~g" } },
-      color: { field: "series", type: "nominal", title: null, sort: ["prefill (whole prompt)", "decode (per token)"], legend: { orient: "top-left" } },
+      color: { field: "series", type: "nominal", title: null, sort: ["prefill (whole prompt)", "decode (per token)"], legend: { orient: "top-left", labelLimit: 240 } },
       tooltip: [
         { field: "series", type: "nominal" },
         { field: "length", type: "quantitative", title: "prompt tokens", format: "," },
@@ -130,11 +133,13 @@ export function longContextMemoryChart(rows: LongContextRow[], options: { title?
     encoding: {
       x: lengthAxis(shown),
       y: { field: "bytes", type: "quantitative", title: "bytes", scale: { type: "log" }, axis: { format: "~s" } },
-      color: { field: "series", type: "nominal", title: null, sort: order, scale: { domain: order, scheme: "tableau10" } },
+      // One legend: colour and dash share the field and the title.
+      color: { field: "series", type: "nominal", title: null, sort: order, scale: { domain: order, scheme: "tableau10" }, legend: { labelLimit: 240 } },
       strokeDash: {
         field: "series",
         type: "nominal",
-        legend: null,
+        title: null,
+        sort: order,
         scale: { domain: order, range: order.map((s) => (s.startsWith("KV:") ? [4, 3] : [1, 0])) },
       },
       tooltip: [
