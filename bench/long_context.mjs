@@ -1,5 +1,5 @@
 // `node bench/long_context.mjs [--model DIR] [--lengths 1024,8192,32768,131072] [--chunk N] [--new-tokens N] [--threads N]
-//                              [--llama-cpp]`
+//                              [--precision highest|medium] [--kv-cache-dtype float32|bfloat16] [--llama-cpp]`
 // Long prompts: prefill tok/s, decode tok/s after the prompt, and peak RSS against the weights + KV cache, one fresh
 // process per length (the embedded model by default). The prompt is prefilled in pieces of --chunk tokens
 // (generate's prefill_chunk_size), so working memory stays bounded and only the KV cache grows with the length.
@@ -20,16 +20,20 @@ const lengths = flag("--lengths", llamaCpp ? "8192,32768" : "1024,8192,32768,131
 const chunk = Number(flag("--chunk", 2048));
 const newTokens = Number(flag("--new-tokens", 16));
 const threads = Number(flag("--threads", availableParallelism()));
+// "medium" + "bfloat16" compute what llama.cpp does with bf16 weights: bf16-rounded activations, a 16-bit KV cache.
+const precision = flag("--precision", "highest");
+const kvCacheDtype = flag("--kv-cache-dtype", "float32");
 
 // One length in a fresh process: load, prefill in pieces through a cache, decode, report.
 const PROBE = `
   const sdk = require(process.argv[1]);
   // VmHWM: this process's own peak (getrusage's maxRSS starts from the parent's, inherited through fork).
   const peakRss = () => 1024 * Number(/VmHWM:\\s*(\\d+)/.exec(require("fs").readFileSync("/proc/self/status", "utf8"))[1]);
-  const [dir, length, chunk, newTokens, threads] = process.argv.slice(2).map((v, i) => (i ? Number(v) : v));
+  const [dir, length, chunk, newTokens, threads, precision, kv_cache_dtype] = process.argv.slice(2).map((v, i) => (i && i < 5 ? Number(v) : v));
   sdk.setNumThreads(threads);
+  sdk.torch.set_float32_matmul_precision(precision);
   (async () => {
-    const model = await sdk.Llama4ForCausalLM.from_pretrained(dir);
+    const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, { kv_cache_dtype });
     const V = model.text_config.vocab_size;
     const ids = Array.from({ length }, (_, i) => 3 + ((i * 7919) % (V - 3)));
     const cache = model.new_cache(1);
@@ -48,7 +52,7 @@ const PROBE = `
 
 function ours(length) {
   const sdk = join(HERE, "..", "dist", "sdk", "index.js");
-  const r = spawnSync(process.execPath, ["-e", PROBE, sdk, model, String(length), String(chunk), String(newTokens), String(threads)],
+  const r = spawnSync(process.execPath, ["-e", PROBE, sdk, model, String(length), String(chunk), String(newTokens), String(threads), precision, kvCacheDtype],
     { encoding: "utf8", maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`llama4-ts at ${length} tokens failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").at(-1));
@@ -77,4 +81,4 @@ for (const length of lengths) {
     `peak RSS ${gb(o.peak_rss_bytes)} GB (weights ${gb(o.weight_bytes)} + KV ${gb(o.kv_cache_bytes)} + ${gb(o.peak_rss_bytes - o.weight_bytes - o.kv_cache_bytes)})` +
     (l ? `; llama.cpp -fa 1: prefill ${l.prefill_tok_s.toFixed(1)} (${(o.prefill_tok_s / l.prefill_tok_s).toFixed(2)}x), decode ${l.decode_tok_s.toFixed(2)} (${(o.decode_tok_s / l.decode_tok_s).toFixed(2)}x)` : ""));
 }
-console.log(JSON.stringify({ model, chunk, threads, new_tokens: newTokens, rows }));
+console.log(JSON.stringify({ model, chunk, threads, new_tokens: newTokens, precision, kv_cache_dtype: kvCacheDtype, rows }));

@@ -7,7 +7,7 @@
 import { describe, expect, test } from "vitest";
 
 import { Llama4ForCausalLM, Llama4ForConditionalGeneration } from "../sdk";
-import { maxAbsDiff } from "./helpers/compare";
+import { concat, maxAbsDiff } from "./helpers/compare";
 import { modelDir } from "./helpers/fixtures";
 
 const ULPS = 20;
@@ -59,17 +59,11 @@ test("the embedded model over 700 tokens (chunks of 128, 11 key tiles on its ful
   const full = await sdpa.forward({ input_ids: [ids] });
   expect(maxAbsDiff(full.logits.data, ref.logits.data)).toBeLessThanOrEqual(tolerance(ref.logits.data));
   // Prefill 650 in two pieces (the second starting mid-tile), then token by token.
-  const V = sdpa.text_config.vocab_size;
   const first = await sdpa.forward({ input_ids: [ids.slice(0, 300)], use_cache: true });
   const cache = first.cache!;
   const parts = [first.logits.data, (await sdpa.forward({ input_ids: [ids.slice(300, 650)], cache })).logits.data];
   for (let t = 650; t < 700; t++) parts.push((await sdpa.forward({ input_ids: [[ids[t]]], cache })).logits.data);
-  const joined = new Float32Array(700 * V);
-  let at = 0;
-  for (const p of parts) {
-    joined.set(p, at);
-    at += p.length;
-  }
+  const joined = concat(parts);
   expect(maxAbsDiff(joined, full.logits.data)).toBe(0);
 });
 
@@ -104,15 +98,9 @@ test("a bf16 KV cache: half the bytes, logits within its rounding of the f32 cac
   expect(diff).toBeGreaterThan(0); // the rounding happened
   expect(diff / spread).toBeLessThanOrEqual(0.02);
   const cache = bf16.new_cache(1);
-  const V = bf16.text_config.vocab_size;
   const parts = [(await bf16.forward({ input_ids: [ids.slice(0, 390)], cache })).logits.data];
   for (let t = 390; t < 400; t++) parts.push((await bf16.forward({ input_ids: [[ids[t]]], cache })).logits.data);
-  const joined = new Float32Array(400 * V);
-  let at = 0;
-  for (const p of parts) {
-    joined.set(p, at);
-    at += p.length;
-  }
+  const joined = concat(parts);
   expect(maxAbsDiff(joined, b.logits.data)).toBe(0);
   const f32Cache = f32.new_cache(1);
   await f32.forward({ input_ids: [ids], cache: f32Cache });

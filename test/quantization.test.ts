@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { FbgemmFp8Config, Llama4ForCausalLM, Llama4ForConditionalGeneration } from "../sdk";
-import { maxAbsDiff } from "./helpers/compare";
+import { concat, maxAbsDiff } from "./helpers/compare";
 import { FIXTURES, modelDir } from "./helpers/fixtures";
 import { Golden, readGoldens, readMetadata, readRaw, writeRaw } from "./helpers/safetensors";
 
@@ -114,12 +114,7 @@ describe("dtype q8 / q4: quantized at load", () => {
     const first = await model.forward({ input_ids: [prompt.slice(0, 7)], use_cache: true });
     const parts = [first.logits.data];
     for (let t = 7; t < prompt.length; t++) parts.push((await model.forward({ input_ids: [[prompt[t]]], cache: first.cache! })).logits.data);
-    const joined = new Float32Array(full.logits.data.length);
-    let at = 0;
-    for (const p of parts) {
-      joined.set(p, at);
-      at += p.length;
-    }
+    const joined = concat(parts);
     expect(maxAbsDiff(joined, full.logits.data)).toBe(0);
   });
 

@@ -30,3 +30,14 @@ export function topK(values: ArrayLike<number>, rowLength: number, k: number): n
   }
   return rows;
 }
+
+/** The arrays one after the other (a prefill's logits and each decoded step's, say). */
+export function concat(parts: ArrayLike<number>[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
