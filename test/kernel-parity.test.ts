@@ -1,6 +1,7 @@
-// The parity suites (text and vision, 1e-4 against transformers) once more under every kernel set the CPU
-// has besides the default one, forced by LLAMA4_TS_KERNELS: the set is chosen once per process, so each
-// run is a child vitest whose JSON results are checked here test by test.
+// The parity suites (text and vision, 1e-4 against transformers; quantized weights against their emulations; the
+// attention implementations against eager) once more under every kernel set the CPU has besides the default one,
+// forced by LLAMA4_TS_KERNELS: the set is chosen once per process, so each run is a child vitest whose JSON results
+// are checked here test by test.
 import { describe, expect, test } from "vitest";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 import { availableKernels } from "../sdk";
 
 const ROOT = join(__dirname, "..");
-const SUITES = ["test/text-parity.test.ts", "test/vision-parity.test.ts"];
+const SUITES = ["test/text-parity.test.ts", "test/vision-parity.test.ts", "test/quantization.test.ts", "test/attention-implementations.test.ts"];
 
 describe("parity under every kernel set", () => {
   test.each(availableKernels().slice(1))("LLAMA4_TS_KERNELS=%s", (set) => {
