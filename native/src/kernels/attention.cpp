@@ -10,22 +10,34 @@
 
 namespace l4 {
 
+namespace {
+// From this head dimension on, scores are dot products of each query with each key (the keys read once, in memory
+// order: what decode wants); below it, a horizontal sum per (query, key) costs more than the products, and the
+// scores come from a GEMM against the tile's keys transposed. Chosen by head dimension alone, so a model's decode
+// and prefill always compute them the same way.
+constexpr int64_t kDotHeadDim = 64;
+}  // namespace
+
 void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, std::vector<float>& scores) {
   const int64_t D = segments.front().keys.cols, first = segments.front().first;
   int64_t n = 0;
   for (const KeySegment& s : segments) n += s.keys.rows;
   if (int64_t(scores.size()) < a.rows * n + D * n) scores.resize(a.rows * n + D * n);
-  // Scores = q . K^T, K^T [D, n] as an [in, out] matrix, as attend_tiled computes them (see there).
-  float* keys_t = scores.data() + a.rows * n;
-  std::vector<float> key_row(D);
-  for (const KeySegment& s : segments)
-    for (int64_t j = 0; j < s.keys.rows; j++) {
-      row_to_f32(s.keys, j, key_row.data());
-      for (int64_t d = 0; d < D; d++) keys_t[d * n + (s.first - first) + j] = key_row[d];
-    }
-  Matrix kt{DType::F32, keys_t, D, n};
-  kt.in_out = true;
-  matmul_in_out_serial(Product{a.q, a.ldq, a.rows, kt, scores.data(), n}, 0, n);
+  if (D >= kDotHeadDim) {  // scores as attend_tiled computes them (see there)
+    for (const KeySegment& s : segments)
+      linear_serial(Product{a.q, a.ldq, a.rows, s.keys, scores.data() + (s.first - first), n}, 0, s.keys.rows);
+  } else {
+    float* keys_t = scores.data() + a.rows * n;
+    std::vector<float> key_row(D);
+    for (const KeySegment& s : segments)
+      for (int64_t j = 0; j < s.keys.rows; j++) {
+        row_to_f32(s.keys, j, key_row.data());
+        for (int64_t d = 0; d < D; d++) keys_t[d * n + (s.first - first) + j] = key_row[d];
+      }
+    Matrix kt{DType::F32, keys_t, D, n};
+    kt.in_out = true;
+    matmul_in_out_serial(Product{a.q, a.ldq, a.rows, kt, scores.data(), n}, 0, n);
+  }
 
   const float minus_inf = -std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < a.rows; r++) {
@@ -91,21 +103,27 @@ void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segmen
       const int64_t lo = std::max(t0, seg.first), hi = std::min(t0 + n, seg.first + seg.keys.rows);
       if (lo < hi) pieces.push_back({&seg, lo - seg.first, hi - lo, lo - t0});
     }
-    // Scores = q . K^T with K^T [D, n] as an [in, out] matrix: the GEMM kernels keep every score in a register down
-    // the head dimension, rather than a horizontal sum per (query, key) for head dimensions of a few vectors.
-    std::fill(keys_t, keys_t + D * n, 0.0f);
-    for (const AttentionScratch::Piece& piece : pieces) {
-      const Matrix keys = piece.segment->keys.slice_rows(piece.row, piece.count);
-      scratch.key_row.resize(D);
-      for (int64_t j = 0; j < piece.count; j++) {
-        const float* row = keys.dtype == DType::F32 ? static_cast<const float*>(keys.data) + j * keys.ld() : scratch.key_row.data();
-        if (keys.dtype != DType::F32) row_to_f32(keys, j, scratch.key_row.data());
-        for (int64_t d = 0; d < D; d++) keys_t[d * n + piece.at + j] = row[d];
+    if (D >= kDotHeadDim) {  // scores = q . k per key, reading the keys once (see kDotHeadDim)
+      for (const AttentionScratch::Piece& piece : pieces)
+        linear_serial(Product{a.q, a.ldq, rows, piece.segment->keys.slice_rows(piece.row, piece.count), scores + piece.at, n},
+                      0, piece.count);
+    } else {
+      // Scores = q . K^T with K^T [D, n] as an [in, out] matrix: the GEMM kernels keep every score in a register
+      // down the head dimension, rather than a horizontal sum per (query, key) for a head dimension of a few vectors.
+      std::fill(keys_t, keys_t + D * n, 0.0f);
+      for (const AttentionScratch::Piece& piece : pieces) {
+        const Matrix keys = piece.segment->keys.slice_rows(piece.row, piece.count);
+        scratch.key_row.resize(D);
+        for (int64_t j = 0; j < piece.count; j++) {
+          const float* row = keys.dtype == DType::F32 ? static_cast<const float*>(keys.data) + j * keys.ld() : scratch.key_row.data();
+          if (keys.dtype != DType::F32) row_to_f32(keys, j, scratch.key_row.data());
+          for (int64_t d = 0; d < D; d++) keys_t[d * n + piece.at + j] = row[d];
+        }
       }
+      Matrix kt{DType::F32, keys_t, D, n};
+      kt.in_out = true;
+      matmul_in_out_serial(Product{a.q, a.ldq, rows, kt, scores, n}, 0, n);
     }
-    Matrix kt{DType::F32, keys_t, D, n};
-    kt.in_out = true;
-    matmul_in_out_serial(Product{a.q, a.ldq, rows, kt, scores, n}, 0, n);
     const int64_t with_keys_from = std::max(t0, keys_begin) - t0, with_keys_to = std::min(t0 + n, keys_end) - t0;
     bool padded = false;  // padding positions in the tile: masked by hand before the kernel scales the rest
     for (int64_t j = with_keys_from; j < with_keys_to && !padded; j++) padded = !a.valid[t0 + j];
