@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SDK_PATH } from "./sdk.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -51,8 +52,7 @@ const PROBE = `
   })().catch((e) => { console.error(e); process.exit(1); });`;
 
 function ours(length) {
-  const sdk = join(HERE, "..", "dist", "sdk", "index.js");
-  const r = spawnSync(process.execPath, ["-e", PROBE, sdk, model, String(length), String(chunk), String(newTokens), String(threads), precision, kvCacheDtype],
+  const r = spawnSync(process.execPath, ["-e", PROBE, SDK_PATH, model, String(length), String(chunk), String(newTokens), String(threads), precision, kvCacheDtype],
     { encoding: "utf8", maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`llama4-ts at ${length} tokens failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").at(-1));

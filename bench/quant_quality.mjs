@@ -26,10 +26,10 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { loadavg } from "node:os";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadSdk } from "./sdk.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -70,15 +70,6 @@ function parseArgs(argv) {
     }
   }
   return opts;
-}
-
-function loadSdk() {
-  const require = createRequire(import.meta.url);
-  try {
-    return require("llama4-ts");
-  } catch {
-    return require("../dist/sdk/index.js");
-  }
 }
 
 const log = (msg) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${msg}`);

@@ -8,10 +8,10 @@
 //        --check-f32 (also compare greedy tokens with llama.cpp on an f32 GGUF; converts it once).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadSdk, SDK_PATH } from "./sdk.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CACHE = join(HERE, ".cache");
@@ -201,15 +201,6 @@ const median = (xs) => {
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function loadSdk() {
-  const require = createRequire(import.meta.url);
-  try {
-    return require("llama4-ts");
-  } catch {
-    return require("../dist/sdk/index.js");
-  }
-}
-
 async function greedy(model, ids, n, eos = new Set()) {
   let out = await model.forward({ input_ids: [ids], use_cache: true, logits_to_keep: 1 });
   const tokens = [];
@@ -296,8 +287,7 @@ const MEMORY_PROBE = `
   })().catch((e) => { console.error(e); process.exit(1); });`;
 
 function measureMemory(dir, weights, ids, opts) {
-  const sdkPath = join(HERE, "..", "dist", "sdk", "index.js");
-  const out = run(process.execPath, ["-e", MEMORY_PROBE, sdkPath, dir, weights, String(opts.threads), JSON.stringify(ids), String(opts.newTokens)], `memory probe (${weights})`);
+  const out = run(process.execPath, ["-e", MEMORY_PROBE, SDK_PATH, dir, weights, String(opts.threads), JSON.stringify(ids), String(opts.newTokens)], `memory probe (${weights})`);
   const m = JSON.parse(out.trim().split("\n").at(-1));
   return { ...m, ratio: m.peak_rss_bytes / (m.weight_bytes + m.kv_cache_bytes) };
 }
