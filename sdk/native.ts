@@ -87,7 +87,8 @@ export interface NativeModel {
   forward(request: NativeForwardRequest): Promise<NativeForwardResult>;
   /** Runs the vision tower and the multimodal projector over image tiles. */
   encodeImages(request: NativeEncodeImagesRequest): Promise<NativeEncodeImagesResult>;
-  createCache(batch: number): NativeKVCache;
+  /** kvCacheDtype: "float32", "bfloat16" or "int8"; the model's kv_cache_dtype when absent. */
+  createCache(batch: number, kvCacheDtype?: string): NativeKVCache;
   cancel(): void;
   config(): string;
   /** `vision` is null for a text-only checkpoint (config.json without vision_config). */

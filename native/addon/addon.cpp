@@ -323,7 +323,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (batch < 1) throw Napi::RangeError::New(env, "createCache: batch size must be >= 1");
     Napi::Object obj = CacheWrap::constructor.New({});
     CacheWrap* wrap = CacheWrap::Unwrap(obj);
-    wrap->cache = std::make_shared<KVCache>(model->config(), batch, model->kv_dtype());
+    // Second argument: the cache's element type by name (generate's cache_implementation "quantized" asks for "int8");
+    // the model's kv_cache_dtype when absent.
+    const l4::DType dtype = info.Length() > 1 && info[1].IsString() ? l4::kv_cache_dtype(info[1].As<Napi::String>().Utf8Value())
+                                                                 : model->kv_dtype();
+    wrap->cache = std::make_shared<KVCache>(model->config(), batch, dtype);
     wrap->owner = model.get();
     return obj;
   }

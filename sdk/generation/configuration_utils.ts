@@ -22,8 +22,18 @@ const DEFAULTS = {
   pad_token_id: null as number | null,
   stop_strings: null as string | string[] | null,
   use_cache: true,
-  /** "dynamic" or "hybrid": the engine's cache is hybrid already (chunked-attention layers keep one chunk). */
+  /**
+   * "dynamic" or "hybrid": the engine's cache is hybrid already (chunked-attention layers keep one chunk).
+   * "quantized": an int8 KV cache (see cache_config), whatever the model's kv_cache_dtype.
+   */
   cache_implementation: null as string | null,
+  /**
+   * With cache_implementation "quantized": `{ nbits: 8, backend? }`. The engine's quantized cache is its own int8 one
+   * (kv_cache_dtype "int8": symmetric, one scale per head_dim elements of a token and head, every position quantized);
+   * transformers' backends ("quanto", "HQQ") and their other options (nbits 2 / 4, q_group_size, residual_length) have
+   * no counterpart and are refused.
+   */
+  cache_config: null as Record<string, unknown> | null,
   /** Feed the prompt through the model this many tokens at a time (bounds prefill memory). */
   prefill_chunk_size: null as number | null,
   return_dict_in_generate: false,
@@ -84,9 +94,10 @@ export class GenerationConfig {
     posInt("top_k", this.top_k, 0);
     posInt("num_return_sequences", this.num_return_sequences);
     posInt("prefill_chunk_size", this.prefill_chunk_size);
-    if (this.cache_implementation !== null && !["dynamic", "hybrid"].includes(this.cache_implementation)) {
-      throw new Error(`generate: cache_implementation "${this.cache_implementation}" is not supported ("dynamic" or "hybrid")`);
+    if (this.cache_implementation !== null && !["dynamic", "hybrid", "quantized"].includes(this.cache_implementation)) {
+      throw new Error(`generate: cache_implementation "${this.cache_implementation}" is not supported ("dynamic", "hybrid" or "quantized")`);
     }
+    this.validateCacheConfig();
     if (this.num_beams !== 1) throw new Error("generate: beam search (num_beams > 1) is not supported");
     if (!(typeof this.temperature === "number" && this.temperature > 0)) {
       throw new Error(`generate: temperature must be a positive number, got ${JSON.stringify(this.temperature)}`);
@@ -97,6 +108,28 @@ export class GenerationConfig {
     for (const id of this.eosTokenIds()) posInt("eos_token_id", id, 0);
     if (this.num_return_sequences > 1 && !this.do_sample) {
       throw new Error("generate: num_return_sequences > 1 needs do_sample=true (greedy decoding would repeat the same sequence)");
+    }
+  }
+
+  /** The KV cache dtype generate's own cache gets: "int8" for cache_implementation "quantized", else the model's. */
+  kvCacheDtype(): "int8" | undefined {
+    return this.cache_implementation === "quantized" ? "int8" : undefined;
+  }
+
+  private validateCacheConfig(): void {
+    const given = this.cache_config;
+    if (given === null) return;
+    if (this.cache_implementation !== "quantized") {
+      throw new Error(`generate: cache_config is only read with cache_implementation "quantized", got cache_implementation ${JSON.stringify(this.cache_implementation)}`);
+    }
+    if (typeof given !== "object" || Array.isArray(given)) {
+      throw new Error(`generate: cache_config must be an object such as { nbits: 8 }, got ${JSON.stringify(given)}`);
+    }
+    for (const [key, value] of Object.entries(given)) {
+      if (key === "backend") continue;  // transformers' quantization library: the engine has its own int8 cache
+      if (key === "nbits" && value === 8) continue;
+      throw new Error(`generate: cache_config.${key} = ${JSON.stringify(value)} is not supported: the quantized KV cache holds int8 ` +
+        "with one scale per head_dim elements of each token and head (cache_config { nbits: 8 }); every position is quantized");
     }
   }
 }

@@ -183,7 +183,7 @@ async function generateWithStreamer(model: Llama4ForCausalLM, options: GenerateO
   if (given && cachedLength > 0 && options.output_trace) {
     throw new Error("generate: output_trace records a whole sequence; it cannot start from a cache that already holds tokens");
   }
-  const cache = given ?? model.new_cache(B);
+  const cache = given ?? model.new_cache(B, config.kvCacheDtype());
   // cancel() stops the native call in flight; one made between two steps (from a streamer, say) is seen here.
   const cancelsAtStart = model.cancel_count;
   const stopIfCancelled = () => {

@@ -16,6 +16,17 @@ namespace {
 // scores come from a GEMM against the tile's keys transposed. Chosen by head dimension alone, so a model's decode
 // and prefill always compute them the same way.
 constexpr int64_t kDotHeadDim = 64;
+
+// Keys or values as the product kernels read them: an int8 KV cache's (I8, a scale per row) are widened into `buffer`
+// first, a tile at a time, the same way in decode and prefill.
+Matrix readable(const Matrix& m, std::vector<float>& buffer) {
+  if (m.dtype != DType::I8) return m;
+  buffer.resize(size_t(m.rows * m.cols));
+  to_f32(m, buffer.data());
+  Matrix widened{DType::F32, buffer.data(), m.rows, m.cols};
+  widened.in_out = m.in_out;
+  return widened;
+}
 }  // namespace
 
 void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, std::vector<float>& scores) {
@@ -23,9 +34,10 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
   int64_t n = 0;
   for (const KeySegment& s : segments) n += s.keys.rows;
   if (int64_t(scores.size()) < a.rows * n + D * n) scores.resize(a.rows * n + D * n);
+  std::vector<float> widened;
   if (D >= kDotHeadDim) {  // scores as attend_tiled computes them (see there)
     for (const KeySegment& s : segments)
-      linear_serial(Product{a.q, a.ldq, a.rows, s.keys, scores.data() + (s.first - first), n}, 0, s.keys.rows);
+      linear_serial(Product{a.q, a.ldq, a.rows, readable(s.keys, widened), scores.data() + (s.first - first), n}, 0, s.keys.rows);
   } else {
     float* keys_t = scores.data() + a.rows * n;
     std::vector<float> key_row(D);
@@ -67,7 +79,7 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
     for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] = 0.0f;
   // Masked positions weigh exactly 0, so they leave each output's running sum unchanged.
   for (const KeySegment& s : segments)
-    matmul_in_out_serial(Product{scores.data() + (s.first - first), n, a.rows, s.values, a.out, a.ldo, true}, 0, D);
+    matmul_in_out_serial(Product{scores.data() + (s.first - first), n, a.rows, readable(s.values, widened), a.out, a.ldo, true}, 0, D);
 }
 
 void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segments, AttentionScratch& scratch) {
@@ -105,7 +117,8 @@ void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segmen
     }
     if (D >= kDotHeadDim) {  // scores = q . k per key, reading the keys once (see kDotHeadDim)
       for (const AttentionScratch::Piece& piece : pieces)
-        linear_serial(Product{a.q, a.ldq, rows, piece.segment->keys.slice_rows(piece.row, piece.count), scores + piece.at, n},
+        linear_serial(Product{a.q, a.ldq, rows, readable(piece.segment->keys.slice_rows(piece.row, piece.count), scratch.widened_keys),
+                              scores + piece.at, n},
                       0, piece.count);
     } else {
       // Scores = q . K^T with K^T [D, n] as an [in, out] matrix: the GEMM kernels keep every score in a register
@@ -140,7 +153,8 @@ void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segmen
       if (scratch.rescale[r] != 1.0f)
         for (int64_t i = 0; i < D; i++) a.out[r * a.ldo + i] *= scratch.rescale[r];
     for (const AttentionScratch::Piece& piece : pieces)  // out += p . v, continuing each output's sum in key order
-      matmul_in_out_serial(Product{scores + piece.at, n, rows, piece.segment->values.slice_rows(piece.row, piece.count),
+      matmul_in_out_serial(Product{scores + piece.at, n, rows,
+                                   readable(piece.segment->values.slice_rows(piece.row, piece.count), scratch.widened_values),
                                    a.out, a.ldo, true},
                            0, D);
   }

@@ -23,6 +23,7 @@ Matrix Matrix::slice_rows(int64_t first, int64_t count) const {
     m.scales = scales + first / kQuantRows * quant_blocks(cols) * kQuantRows;
   } else {
     m.data = static_cast<const uint8_t*>(data) + size_t(first) * size_t(ld()) * dtype_size(dtype);
+    if (row_scales) m.row_scales = row_scales + first;  // per stored row (FP8 and I8 are never [in, out])
   }
   m.rows = count;
   return m;
@@ -295,6 +296,9 @@ void widen_range(const Matrix& w, int64_t row, int64_t c0, int64_t c1, float* ou
       break;
     case DType::F16:
       for (int64_t c = c0; c < c1; c++) out[c - c0] = f16_to_f32(static_cast<const uint16_t*>(w.data)[first + c]);
+      break;
+    case DType::I8:  // an int8 KV cache's rows: code * row scale
+      for (int64_t c = c0; c < c1; c++) out[c - c0] = float(static_cast<const int8_t*>(w.data)[first + c]) * w.row_scales[row];
       break;
     case DType::F8_E4M3:  // with its row scale, when it has one
       for (int64_t c = c0; c < c1; c++)

@@ -29,6 +29,7 @@ struct Matrix {
   // F8_E4M3 (FP8): w = value * row_scales[output row]. Its activations are quantized to FP8 per token first when
   // fp8_activations says so: amax / 448 per token (compressed-tensors' dynamic scheme, scale 1 for a zero row), or
   // FbgemmFp8's max(min(amax, activation_ub) / 448, 1 / (448 * 512)).
+  // I8 (an int8 KV cache; attention reads it, widened, never the product kernels): w = value * row_scales[row].
   const float* row_scales = nullptr;
   enum class Fp8Activations : uint8_t { None, PerToken, PerTokenBounded } fp8_activations = Fp8Activations::None;
   float activation_ub = 0.0f;
@@ -153,7 +154,7 @@ void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1);
 // kernels; each output is summed over positions in ascending order, so a query gives the same result alone
 // (decode) or inside a block (prefill).
 struct KeySegment {
-  Matrix keys, values;  // f32 [positions, head_dim], rows may be strided
+  Matrix keys, values;  // [positions, head_dim], rows may be strided: F32, BF16, or I8 (widened a tile at a time)
   int64_t first;        // position of row 0; segments are in ascending order and adjacent
 };
 struct AttentionBlock {
@@ -174,7 +175,7 @@ void attend(const AttentionBlock& a, const std::vector<KeySegment>& segments, st
 // rounding; a query's result does not depend on the other rows of the block.
 constexpr int64_t kKeyTile = 128;
 struct AttentionScratch {
-  std::vector<float> scores, max, sum, rescale, keys_t, key_row;
+  std::vector<float> scores, max, sum, rescale, keys_t, key_row, widened_keys, widened_values;
   std::vector<int64_t> lo, hi;
   struct Piece {
     const KeySegment* segment;

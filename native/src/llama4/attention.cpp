@@ -47,14 +47,41 @@ void apply_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const
   }
 }
 
+// Rounds this call's keys or values ([rows, head_dim]) to what the cache will hold. BF16: to the nearest bf16. I8:
+// symmetric per row, code = round(x * 127 / max|x|), x = code * (max|x| / 127); the codes and scales are kept, as the
+// cache must store these very values (requantizing the rounded floats need not give back the same scale).
+void round_to_cache(DType dtype, int64_t D, std::vector<float>& x, std::vector<int8_t>& codes, std::vector<float>& scales) {
+  if (dtype == DType::BF16) {
+    for (float& e : x) e = bf16_to_f32(f32_to_bf16(e));
+  } else if (dtype == DType::I8) {
+    const int64_t rows = int64_t(x.size()) / D;
+    codes.resize(x.size());
+    scales.resize(rows);
+    for (int64_t r = 0; r < rows; r++) {
+      float* row = x.data() + r * D;
+      float amax = 0.0f;
+      for (int64_t i = 0; i < D; i++) amax = std::max(amax, std::fabs(row[i]));
+      const float scale = amax / 127.0f, inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+      scales[r] = scale;
+      for (int64_t i = 0; i < D; i++) {
+        const int8_t code = int8_t(std::clamp(std::nearbyint(row[i] * inverse), -127.0f, 127.0f));
+        codes[r * D + i] = code;
+        row[i] = float(code) * scale;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, const Step& s, const KVLayer* cached,
-               const std::vector<float>& inv_freq, const float* h, std::vector<float>& k, std::vector<float>& v,
-               float* probs, Workspace& work, ScratchMeter& meter, float* out) {
+               const std::vector<float>& inv_freq, const float* h, LayerKV& fresh, float* probs, Workspace& work,
+               ScratchMeter& meter, float* out) {
   const int64_t nH = c.num_attention_heads, kvH = c.num_key_value_heads, D = c.head_dim;
   float* q = work.get(Workspace::kQuery, s.N * nH * D);
   float* attn = work.get(Workspace::kContext, s.N * nH * D);
+  std::vector<float>& k = fresh.k;
+  std::vector<float>& v = fresh.v;
   k.resize(s.N * kvH * D);
   v.resize(s.N * kvH * D);
   // q, attn, and each thread's scores of one work item (below): all its keys' (eager) or a tile's
@@ -85,10 +112,8 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
       }
     }
   }
-  if (s.kv_dtype == DType::BF16) {  // the cache holds bf16: this call's keys and values are used as it will hold them
-    for (float& x : k) x = bf16_to_f32(f32_to_bf16(x));
-    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
-  }
+  round_to_cache(s.kv_dtype, D, k, fresh.k_codes, fresh.k_scales);
+  round_to_cache(s.kv_dtype, D, v, fresh.v_codes, fresh.v_scales);
 
   // Work items: (batch row, kv head, block of query positions), the kv head's query heads together so its
   // keys are read once for all of them. Rows of an item are (head in group, position).
@@ -134,8 +159,12 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
         if (ring) count = std::min(count, ring - slot);
         const int64_t offset = KVLayer::offset(slot, b, kvh, s.B, kvH, D);
         const size_t at = size_t(offset) * dtype_size(cached->dtype);
-        segments.push_back({Matrix{cached->dtype, cached->k.data() + at, count, D, D},
-                            Matrix{cached->dtype, cached->v.data() + at, count, D, D}, pos});
+        Matrix keys{cached->dtype, cached->k.data() + at, count, D, D}, values{cached->dtype, cached->v.data() + at, count, D, D};
+        if (cached->dtype == DType::I8) {
+          keys.row_scales = cached->k_scales.data() + offset / D;
+          values.row_scales = cached->v_scales.data() + offset / D;
+        }
+        segments.push_back({keys, values, pos});
         pos += count;
       }
       const int64_t fresh_first = std::max(first, s.P), fresh_offset = ((b * s.T + fresh_first - s.P) * kvH + kvh) * D;

@@ -26,6 +26,7 @@ struct Step {
   std::vector<int32_t> positions;              // [N] RoPE positions
   bool eager_attention = false;                // see ForwardRequest
   DType kv_dtype = DType::F32;                 // the KV cache's element type: keys and values are rounded to it
+                                               // (F32, BF16, or I8 with a scale per row of head_dim)
   const std::atomic<bool>* cancel = nullptr;   // checked between attention work items too: a long prompt's layer
                                                // can take a minute
 };
@@ -38,8 +39,11 @@ struct Step {
 // one slot per position. Position p lives in slot (ring ? p % ring : p).
 struct KVLayer {
   static constexpr int64_t kPageSlots = 64;
-  DType dtype = DType::F32;     // F32 or BF16
+  DType dtype = DType::F32;     // F32, BF16 or I8
   std::vector<uint8_t> k, v;    // whole pages, back to back, of dtype elements
+  // I8 only: one scale per row of head_dim elements (the row at element offset o has scale o / head_dim);
+  // an element is its int8 code times its row's scale.
+  std::vector<float> k_scales, v_scales;
   int64_t ring = 0;
   int64_t slots = 0;  // slots holding a position
   // Where (slot, batch row, kv head) starts in k or v.
@@ -94,9 +98,19 @@ class Workspace {
 // Llama4TextAttention of layer `layer` on the normed hidden states h [N, H]: writes this call's keys and
 // values to k, v ([N, kv_heads, head_dim], before any cache), the o_proj output to out [N, H], and, when
 // probs is not null, the attention probabilities [B, heads, T, P+T].
+// One call's keys and values of one layer, [batch, new tokens, kv_heads, head_dim], as the KV cache will hold them:
+// attention uses exactly these values, so a cached decode equals the full forward. For an I8 cache, `k` / `v` are the
+// codes times their row's scale, and the codes and scales are kept for the cache to store as they are.
+struct LayerKV {
+  std::vector<float> k, v;
+  std::vector<int8_t> k_codes, v_codes;  // I8 only
+  std::vector<float> k_scales, v_scales;  // I8 only: per row of head_dim
+  size_t bytes() const { return bytes_of(k) + bytes_of(v) + bytes_of(k_codes) + bytes_of(v_codes) + bytes_of(k_scales) + bytes_of(v_scales); }
+};
+
 void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, const Step& s, const KVLayer* cached,
-               const std::vector<float>& inv_freq, const float* h, std::vector<float>& k, std::vector<float>& v,
-               float* probs, Workspace& work, ScratchMeter& meter, float* out);
+               const std::vector<float>& inv_freq, const float* h, LayerKV& fresh, float* probs, Workspace& work,
+               ScratchMeter& meter, float* out);
 
 // Llama4TextMLP: down_proj(silu(gate_proj(x)) * up_proj(x)), x [tokens, H] -> out [tokens, H].
 void mlp(const MlpWeights& w, const float* x, int64_t tokens, Workspace& work, ScratchMeter& meter, float* out);

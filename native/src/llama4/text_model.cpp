@@ -42,8 +42,15 @@ Step make_step(const ForwardRequest& req) {
 
 }  // namespace
 
+DType kv_cache_dtype(const std::string& name) {
+  if (name == "float32") return DType::F32;
+  if (name == "bfloat16") return DType::BF16;
+  if (name == "int8") return DType::I8;
+  throw std::runtime_error("kv_cache_dtype \"" + name + "\" is not supported (float32, bfloat16, int8)");
+}
+
 KVCache::KVCache(const TextConfig& config, int64_t batch, DType dtype)
-    : batch_(batch), head_dim_(config.head_dim), row_(config.num_key_value_heads * config.head_dim), valid_(batch) {
+    : batch_(batch), head_dim_(config.head_dim), row_(config.num_key_value_heads * config.head_dim), dtype_(dtype), valid_(batch) {
   if (batch < 1) throw std::runtime_error("cache batch size must be >= 1");
   layers_.resize(config.num_hidden_layers);
   for (int64_t l = 0; l < config.num_hidden_layers; l++) {
@@ -52,19 +59,22 @@ KVCache::KVCache(const TextConfig& config, int64_t batch, DType dtype)
   }
 }
 
-void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens,
-                     const std::vector<std::vector<float>>& new_k, const std::vector<std::vector<float>>& new_v) {
-  const int64_t P = length_, total = P + new_tokens;
+void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens, const std::vector<LayerKV>& fresh) {
+  const int64_t P = length_, total = P + new_tokens, D = head_dim_, heads = row_ / D;
   for (size_t layer = 0; layer < layers_.size(); layer++) {
     KVLayer& cl = layers_[layer];
-    const int64_t row = int64_t(new_k[layer].size()) / (batch_ * new_tokens), D = head_dim_, heads = row / D;
+    const LayerKV& in = fresh[layer];
     // A ring fills up to its size as the sequence grows; pages are added at the end, the old ones stay put.
     cl.slots = cl.ring ? std::min(cl.ring, total) : total;
     const int64_t pages = (cl.slots + KVLayer::kPageSlots - 1) / KVLayer::kPageSlots;
-    const size_t element = dtype_size(cl.dtype), bytes = size_t(pages * KVLayer::kPageSlots * batch_ * row) * element;
-    if (cl.k.size() < bytes) {
-      cl.k.resize(bytes);
-      cl.v.resize(bytes);
+    const size_t elements = size_t(pages * KVLayer::kPageSlots * batch_ * row_), element = dtype_size(cl.dtype);
+    if (cl.k.size() < elements * element) {
+      cl.k.resize(elements * element);
+      cl.v.resize(elements * element);
+      if (cl.dtype == DType::I8) {
+        cl.k_scales.resize(elements / D);
+        cl.v_scales.resize(elements / D);
+      }
     }
     for (int64_t t = 0; t < new_tokens; t++) {
       const int64_t pos = P + t;
@@ -73,16 +83,22 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
       for (int64_t b = 0; b < batch_; b++)
         for (int64_t h = 0; h < heads; h++) {
           const int64_t to = KVLayer::offset(slot, b, h, batch_, heads, D), from = ((b * new_tokens + t) * heads + h) * D;
+          // The values were rounded to the cache's dtype when computed (round_to_cache), so storing them is exact.
           if (cl.dtype == DType::F32) {
-            std::memcpy(cl.k.data() + to * element, new_k[layer].data() + from, sizeof(float) * D);
-            std::memcpy(cl.v.data() + to * element, new_v[layer].data() + from, sizeof(float) * D);
-          } else {  // bf16: the values were rounded to it when computed, so this is exact
+            std::memcpy(cl.k.data() + to * element, in.k.data() + from, sizeof(float) * D);
+            std::memcpy(cl.v.data() + to * element, in.v.data() + from, sizeof(float) * D);
+          } else if (cl.dtype == DType::BF16) {
             auto* k = reinterpret_cast<uint16_t*>(cl.k.data()) + to;
             auto* v = reinterpret_cast<uint16_t*>(cl.v.data()) + to;
             for (int64_t i = 0; i < D; i++) {
-              k[i] = f32_to_bf16(new_k[layer][from + i]);
-              v[i] = f32_to_bf16(new_v[layer][from + i]);
+              k[i] = f32_to_bf16(in.k[from + i]);
+              v[i] = f32_to_bf16(in.v[from + i]);
             }
+          } else {  // I8: the codes and scales round_to_cache made
+            std::memcpy(cl.k.data() + to, in.k_codes.data() + from, D);
+            std::memcpy(cl.v.data() + to, in.v_codes.data() + from, D);
+            cl.k_scales[to / D] = in.k_scales[from / D];
+            cl.v_scales[to / D] = in.v_scales[from / D];
           }
         }
     }
@@ -94,7 +110,10 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
 std::vector<size_t> KVCache::layer_bytes() const {
   std::vector<size_t> out;
   // Positions held (the last page's unused slots, at most kPageSlots - 1, are not counted).
-  for (const auto& l : layers_) out.push_back(size_t(2 * l.slots * batch_ * row_) * dtype_size(l.dtype));
+  for (const auto& l : layers_) {
+    const size_t elements = size_t(2 * l.slots * batch_ * row_);
+    out.push_back(elements * dtype_size(l.dtype) + (l.dtype == DType::I8 ? elements / head_dim_ * sizeof(float) : 0));
+  }
   return out;
 }
 
@@ -105,9 +124,7 @@ size_t KVCache::bytes() const {
 }
 
 TextModel::TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8, const std::string& kv_dtype) {
-  if (kv_dtype != "float32" && kv_dtype != "bfloat16")
-    throw std::runtime_error("kv_cache_dtype \"" + kv_dtype + "\" is not supported (float32, bfloat16)");
-  kv_dtype_ = kv_dtype == "bfloat16" ? DType::BF16 : DType::F32;
+  kv_dtype_ = kv_cache_dtype(kv_dtype);
   const std::string config_path = dir + "/config.json";
   const Json root = Json::parse(read_text_file(config_path), config_path);
   config_ = TextConfig::from_json(root, config_path);
@@ -274,10 +291,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
 
   Step s = make_step(req);
   s.cancel = &cancel;
-  s.kv_dtype = kv_dtype_;
-  if (req.cache && req.cache->layers_.front().dtype != kv_dtype_)
-    throw std::runtime_error("cache holds " + std::string(dtype_name(req.cache->layers_.front().dtype)) + " keys, but the model computes " +
-                             dtype_name(kv_dtype_) + " ones: make caches with this model's new_cache()");
+  s.kv_dtype = req.cache ? req.cache->dtype() : kv_dtype_;  // a forward without a cache rounds as the model's caches do
 
   ForwardResult result;
   ScratchMeter meter;
@@ -302,7 +316,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   if (keep_hidden) result.hidden_states.insert(result.hidden_states.end(), x.begin(), x.end());
 
   std::vector<float> h(s.N * H), branch(s.N * H);
-  std::vector<std::vector<float>> new_k(L), new_v(L);  // committed to the cache after the last layer
+  std::vector<LayerKV> fresh(L);  // committed to the cache after the last layer
   for (const auto* buf : {&x, &h, &branch, &result.attentions}) meter.hold(bytes_of(*buf));
   RouterRecord router;
 
@@ -313,9 +327,8 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
     float* probs = attention_slot[layer] < 0 ? nullptr : result.attentions.data() + attention_slot[layer] * attention_block;
 
     rms_norm(x.data(), lw.input_layernorm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
-    attention(c, layer, lw.self_attn, s, cached, inv_freq_, h.data(), new_k[layer], new_v[layer], probs, workspace_,
-              meter, branch.data());
-    meter.hold(bytes_of(new_k[layer]) + bytes_of(new_v[layer]));
+    attention(c, layer, lw.self_attn, s, cached, inv_freq_, h.data(), fresh[layer], probs, workspace_, meter, branch.data());
+    meter.hold(fresh[layer].bytes());
     add_in_place(x.data(), branch.data(), s.N * H);
 
     rms_norm(x.data(), lw.post_attention_layernorm.data(), h.data(), s.N, H, float(c.rms_norm_eps));
@@ -350,7 +363,7 @@ ForwardResult TextModel::forward(const ForwardRequest& req, const std::atomic<bo
   if (cancel.load()) throw CancelledError();
 
   // Commit the new keys/values: nothing above touched the cache, so a failed or cancelled call leaves it intact.
-  if (req.cache) req.cache->append(std::move(s.valid), s.T, new_k, new_v);
+  if (req.cache) req.cache->append(std::move(s.valid), s.T, fresh);
   return result;
 }
 

@@ -20,10 +20,15 @@ namespace l4 {
 // Keys/values of past positions. Cache positions are shared by the batch rows (left padding is
 // expressed by `valid`). Full-attention layers keep every position; chunked layers keep a ring of
 // attention_chunk_size slots, all a query can ever see (see KVLayer).
+// A KV cache element type by its name in the SDK: "float32", "bfloat16" or "int8".
+DType kv_cache_dtype(const std::string& name);
+
 class KVCache {
  public:
-  // `dtype`: F32, or BF16 (half the memory; keys and values are rounded to bf16 as they are computed).
+  // `dtype`: F32, BF16 (half the memory) or I8 (a quarter, plus an f32 scale per head_dim elements). Keys and values
+  // are rounded to it as they are computed, in the forward that makes them (see LayerKV).
   KVCache(const TextConfig& config, int64_t batch, DType dtype = DType::F32);
+  DType dtype() const { return dtype_; }
   int64_t batch() const { return batch_; }
   int64_t length() const { return length_; }  // positions stored so far
   const std::vector<uint8_t>& valid(int64_t row) const { return valid_[row]; }  // per position: 0 for padding
@@ -31,12 +36,12 @@ class KVCache {
   std::vector<size_t> layer_bytes() const;
   // Stores one call's keys/values ([batch, new_tokens, kv_heads, head_dim] per layer) after the past ones;
   // `valid` is the padding mask of every position, past and new.
-  void append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens, const std::vector<std::vector<float>>& new_k,
-              const std::vector<std::vector<float>>& new_v);
+  void append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens, const std::vector<LayerKV>& fresh);
 
  private:
   friend class TextModel;
   int64_t batch_, head_dim_, row_;  // row_: kv_heads * head_dim
+  DType dtype_;
   int64_t length_ = 0;
   std::vector<std::vector<uint8_t>> valid_;  // [batch][position]: 0 for padding
   std::vector<KVLayer> layers_;
@@ -87,8 +92,9 @@ class TextModel {
  public:
   // Loads config.json and the safetensors weights from a checkpoint directory.
   // `fbgemm_fp8`: FbgemmFp8Config's fields as JSON ("" for none): quantize the Linears to FP8 at load.
-  // `kv_dtype`: "float32" or "bfloat16", what its KV caches hold (keys and values are rounded to it in every forward,
-  // so a cached decode equals the full forward).
+  // `kv_dtype`: "float32", "bfloat16" or "int8", what its KV caches hold by default. Keys and values are rounded to it
+  // in every forward without a cache, and to the cache's dtype in one with a cache, so a cached decode equals the full
+  // forward of a model loaded with that kv_dtype.
   TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8 = "",
             const std::string& kv_dtype = "float32");
   DType kv_dtype() const { return kv_dtype_; }

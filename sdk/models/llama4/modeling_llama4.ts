@@ -41,12 +41,17 @@ export interface FromPretrainedOptions extends PretrainedOptions {
   /** Quantize at load: FbgemmFp8Config (FP8 weights and activations). Checkpoints already quantized need none. */
   quantization_config?: FbgemmFp8Config;
   /**
-   * What the KV cache holds: "float32" (the default; the engine computes in f32) or "bfloat16" (half the memory, what
-   * transformers keeps for a bf16 model). Keys and values are rounded to it as they are computed, in every forward,
-   * so a cached decode still equals the full forward.
+   * What the KV cache holds: "float32" (the default; the engine computes in f32), "bfloat16" (half the memory, what
+   * transformers keeps for a bf16 model) or "int8" (a quarter, plus an f32 scale per head_dim elements of each token
+   * and head: symmetric, code = round(127 x / max|x|)). Keys and values are rounded to it as they are computed, in
+   * every forward, so a cached decode still equals the full forward. generate's cache_implementation "quantized"
+   * gives one generation an int8 cache whatever this says.
    */
-  kv_cache_dtype?: "float32" | "bfloat16";
+  kv_cache_dtype?: KvCacheDtype;
 }
+
+export type KvCacheDtype = "float32" | "bfloat16" | "int8";
+const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ["float32", "bfloat16", "int8"];
 
 export type IdsInput = number[][] | number[] | Tensor;
 
@@ -228,8 +233,8 @@ export class Llama4PreTrainedModel {
         `(compressed-tensors checkpoints load without one; dtype "q8" / "q4" quantizes at load)`);
     }
     const kvCacheDtype = options.kv_cache_dtype ?? "float32";
-    if (kvCacheDtype !== "float32" && kvCacheDtype !== "bfloat16") {
-      throw new Error(`kv_cache_dtype "${String(kvCacheDtype)}" is not supported: use "float32" or "bfloat16"`);
+    if (!KV_CACHE_DTYPES.includes(kvCacheDtype)) {
+      throw new Error(`kv_cache_dtype ${JSON.stringify(kvCacheDtype)} is not supported: use ${KV_CACHE_DTYPES.map((d) => `"${d}"`).join(", ")}`);
     }
     const engine = await native().loadModel(dir, {
       dtype,
@@ -254,9 +259,12 @@ export class Llama4PreTrainedModel {
     return this.cancellations;
   }
 
-  /** An empty KV cache for `batch` rows. */
-  new_cache(batch = 1): DynamicCache {
-    return new DynamicCache(this.engine.createCache(batch));
+  /** An empty KV cache for `batch` rows, holding kv_cache_dtype (the model's kv_cache_dtype by default). */
+  new_cache(batch = 1, kv_cache_dtype?: KvCacheDtype): DynamicCache {
+    if (kv_cache_dtype !== undefined && !KV_CACHE_DTYPES.includes(kv_cache_dtype)) {
+      throw new Error(`new_cache: kv_cache_dtype ${JSON.stringify(kv_cache_dtype)} is not supported: use ${KV_CACHE_DTYPES.map((d) => `"${d}"`).join(", ")}`);
+    }
+    return new DynamicCache(this.engine.createCache(batch, kv_cache_dtype));
   }
 
   /** What a trace records about this model. */
