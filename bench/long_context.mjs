@@ -1,5 +1,5 @@
 // `node bench/long_context.mjs [--model DIR] [--lengths 1024,8192,32768,131072] [--chunk N] [--new-tokens N] [--threads N]
-//                              [--precision highest|medium] [--kv-cache-dtype float32|bfloat16] [--llama-cpp]`
+//                              [--precision highest|medium] [--kv-cache-dtype float32|bfloat16|int8] [--llama-cpp]`
 // Long prompts: prefill tok/s, decode tok/s after the prompt, and peak RSS against the weights + KV cache, one fresh
 // process per length (the embedded model by default). The prompt is prefilled in pieces of --chunk tokens
 // (generate's prefill_chunk_size), so working memory stays bounded and only the KV cache grows with the length.
