@@ -4,7 +4,8 @@
 // process per length (the embedded model by default). The prompt is prefilled in pieces of --chunk tokens
 // (generate's prefill_chunk_size), so working memory stays bounded and only the KV cache grows with the length.
 // With --llama-cpp, the MoE bench checkpoint (made by `npm run bench`) is timed against llama.cpp's
-// `llama-bench -fa 1` at the same lengths (Scout's attention chunk of 8192 makes both compute the same function).
+// `llama-bench -fa 1` at the same lengths (Scout's attention chunk of 8192 makes both compute the same function), with
+// its q8_0 KV cache when ours is int8.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -62,8 +63,10 @@ function llama(length) {
   const bin = join(HERE, ".cache", "llama.cpp", "build", "bin", "llama-bench");
   const gguf = `${model}.bf16.gguf`;
   if (!existsSync(bin) || !existsSync(gguf)) throw new Error("--llama-cpp needs `npm run bench` to have built llama.cpp and the moe GGUF");
+  // Its default cache is f16; against our int8 cache, its q8_0 one (blocks of 32 with an f16 scale: 8.5 bits).
+  const cacheTypes = kvCacheDtype === "int8" ? ["-ctk", "q8_0", "-ctv", "q8_0"] : [];
   const bench = (extra) => {
-    const r = spawnSync(bin, ["-m", gguf, "-t", String(threads), "-r", "1", "-fa", "1", "-o", "json", ...extra], { encoding: "utf8", maxBuffer: 64 << 20 });
+    const r = spawnSync(bin, ["-m", gguf, "-t", String(threads), "-r", "1", "-fa", "1", "-o", "json", ...cacheTypes, ...extra], { encoding: "utf8", maxBuffer: 64 << 20 });
     if (r.status !== 0) throw new Error(`llama-bench failed: ${r.stderr}`);
     return JSON.parse(r.stdout)[0].avg_ts;
   };
