@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -319,8 +320,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value CreateCache(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    int64_t batch = info.Length() > 0 ? info[0].ToNumber().Int64Value() : 1;
-    if (batch < 1) throw Napi::RangeError::New(env, "createCache: batch size must be >= 1");
+    const double asked = info.Length() > 0 ? info[0].ToNumber().DoubleValue() : 1;
+    // The SDK's new_cache checks the batch against memory first; this bound keeps the size arithmetic safe.
+    if (!(asked >= 1 && asked <= double(1 << 24)) || asked != std::floor(asked))
+      throw Napi::RangeError::New(env, "new_cache: batch size must be an integer from 1 to 16777216, got " +
+                                           info[0].ToString().Utf8Value());
+    const int64_t batch = int64_t(asked);
     Napi::Object obj = CacheWrap::constructor.New({});
     CacheWrap* wrap = CacheWrap::Unwrap(obj);
     // Second argument: the cache's element type by name (generate's cache_implementation "quantized" asks for "int8");

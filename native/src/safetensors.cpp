@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
+#include "checked.h"
 #include "json.h"
 
 namespace l4 {
@@ -28,7 +30,7 @@ const uint64_t kMaxHeaderBytes = 100ull << 20;
 
 int64_t TensorInfo::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) n = checked_product({n, d}, file + ": tensor " + name + " " + shape_str() + ": element count");
   return n;
 }
 
@@ -51,22 +53,44 @@ void Checkpoint::release(const void* data, size_t bytes) {
   if (end > first) madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+namespace {
+// Opens `path` for reading only if it is a regular file: O_NONBLOCK so that a FIFO cannot block the open, and the
+// type checked on the open descriptor (a symlink to /dev/zero or a directory is refused, not read forever).
+int open_regular_file(const std::string& path, struct stat* st) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+    ::close(fd);
+    fail(path, "not a regular file");
+  }
+  return fd;
+}
+}  // namespace
+
+std::string read_text_file(const std::string& path, size_t max_bytes) {
+  struct stat st;
+  int fd = open_regular_file(path, &st);
+  if (uint64_t(st.st_size) > max_bytes) {
+    ::close(fd);
+    fail(path, std::to_string(st.st_size) + " bytes is more than the " + std::to_string(max_bytes) +
+                   " bytes such a file may have");
+  }
+  std::string text(size_t(st.st_size), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd, &text[got], text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += size_t(n);
+  }
+  ::close(fd);
+  text.resize(got);
+  return text;
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    fail(path, "cannot stat");
-  }
+  int fd = open_regular_file(path, &st);
   size_ = size_t(st.st_size);
   if (size_ < 8) {
     ::close(fd);
@@ -105,23 +129,23 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (!dtype_from_name(entry["dtype"].string(), &t.dtype))
         fail(path, where + ": unknown dtype \"" + entry["dtype"].string() + "\"");
       for (const auto& d : entry["shape"].array()) {
-        if (!d.is_number() || d.number() < 0 || d.number() != double(int64_t(d.number())) || d.number() > 1e12)
+        if (!d.is_number() || !(d.number() >= 0 && d.number() <= 1e12) || d.number() != std::floor(d.number()))
           fail(path, where + ": bad shape dimension");
         t.shape.push_back(int64_t(d.number()));
       }
       const auto& offs = entry["data_offsets"].array();
-      if (offs.size() != 2 || !offs[0].is_number() || !offs[1].is_number() || offs[0].number() < 0 ||
-          offs[1].number() < offs[0].number())
-        fail(path, where + ": data_offsets must be [begin, end] with begin <= end");
+      if (offs.size() != 2 || !offs[0].is_number() || !offs[1].is_number() || !(offs[0].number() >= 0) ||
+          !(offs[1].number() >= offs[0].number()) || offs[1].number() > 9e15 ||
+          offs[0].number() != std::floor(offs[0].number()) || offs[1].number() != std::floor(offs[1].number()))
+        fail(path, where + ": data_offsets must be [begin, end], whole numbers with begin <= end");
       uint64_t begin = uint64_t(offs[0].number()), end = uint64_t(offs[1].number());
       if (end > data_size)
         fail(path, where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                        "] out of range: the data section has " + std::to_string(data_size) + " bytes");
-      double expected = double(dtype_size(t.dtype));
-      for (int64_t d : t.shape) expected *= double(d);
-      if (double(end - begin) != expected)
+      const int64_t expected = checked_product({t.numel(), int64_t(dtype_size(t.dtype))}, path + ": " + where + " bytes");
+      if (end - begin != uint64_t(expected))
         fail(path, where + ": byte length " + std::to_string(end - begin) + " does not match shape " + t.shape_str() +
-                       " x " + dtype_name(t.dtype) + " (" + std::to_string(uint64_t(expected)) + " bytes)");
+                       " x " + dtype_name(t.dtype) + " (" + std::to_string(expected) + " bytes)");
       t.data = data + begin;
       t.nbytes = end - begin;
       ranges.push_back({begin, end});
@@ -139,6 +163,18 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         fail(path, "overlapping data_offsets: tensors " + a + " and " + b + " share bytes");
       }
     }
+    // As the safetensors library validates: the tensors cover the data section exactly, with no gap and nothing
+    // after the last one. A header length a byte off (the header's padding) would otherwise shift every tensor.
+    uint64_t covered = 0;
+    for (const auto& [begin, end] : ranges) {
+      if (begin != covered)
+        fail(path, "data section has unused bytes [" + std::to_string(covered) + ", " + std::to_string(begin) +
+                       ") between tensors: the header length or data_offsets are wrong");
+      covered = end;
+    }
+    if (covered != data_size)
+      fail(path, "data section is " + std::to_string(data_size) + " bytes but its tensors cover " + std::to_string(covered) +
+                     ": the header length (" + std::to_string(header_len) + ") or data_offsets are wrong, or the file has trailing bytes");
   } catch (...) {
     munmap(map_, size_);
     map_ = nullptr;

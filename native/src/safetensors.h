@@ -61,6 +61,8 @@ class Checkpoint {
   std::map<std::string, TensorInfo> tensors_;
 };
 
-std::string read_text_file(const std::string& path);
+// The one reader for the JSON files next to a checkpoint (config.json, model.safetensors.index.json): a regular
+// file of at most `max_bytes`, else an error naming it.
+std::string read_text_file(const std::string& path, size_t max_bytes = size_t(64) << 20);
 
 }  // namespace l4

@@ -4,9 +4,23 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../checked.h"
+
 namespace l4 {
 
 namespace {
+
+// Config sizes beyond these are no real model: their products stay far from 64-bit overflow even as byte
+// counts, and a per-layer list of kMaxLayers entries is still small.
+const double kMaxConfigInteger = double(int64_t(1) << 40);
+const int64_t kMaxLayers = int64_t(1) << 16;
+const int64_t kMaxElements = int64_t(1) << 50;
+
+std::string number_text(double x) {
+  std::ostringstream o;
+  o << x;
+  return o.str();
+}
 
 struct Reader {
   const Json& j;
@@ -23,6 +37,7 @@ struct Reader {
     }
     if (!v.is_number() || v.number() != std::floor(v.number())) bad(key, "must be an integer");
     if (v.number() < double(min_value)) bad(key, "must be >= " + std::to_string(min_value));
+    if (v.number() > kMaxConfigInteger) bad(key, "is " + number_text(v.number()) + ", larger than any model's (at most 2^40)");
     return int64_t(v.number());
   }
   double real(const std::string& key, double fallback) const {
@@ -41,7 +56,8 @@ struct Reader {
     std::vector<int64_t> out;
     if (!j[key].is_array()) bad(key, "must be a list of integers");
     for (const auto& v : j[key].array()) {
-      if (!v.is_number() || v.number() != std::floor(v.number())) bad(key, "must be a list of integers");
+      if (!v.is_number() || v.number() != std::floor(v.number()) || std::fabs(v.number()) > kMaxConfigInteger)
+        bad(key, "must be a list of integers");
       out.push_back(int64_t(v.number()));
     }
     return out;
@@ -52,11 +68,12 @@ RopeConfig read_rope(const Json& text, const std::string& where) {
   RopeConfig rope;
   // transformers 5 writes rope_parameters; Meta's published config.json has rope_theta + rope_scaling.
   const Json& params = !text["rope_parameters"].is_null() ? text["rope_parameters"] : text["rope_scaling"];
-  if (!text["rope_theta"].is_null()) rope.theta = text["rope_theta"].number();
+  rope.theta = Reader{text, where}.real("rope_theta", rope.theta);
   if (params.is_null()) return rope;
   if (!params.is_object()) throw std::runtime_error(where + ": rope parameters must be an object");
   Reader r{params, where};
   const Json& type = params.has("rope_type") ? params["rope_type"] : params["type"];
+  if (!type.is_null() && !type.is_string()) throw std::runtime_error(where + ": \"rope_type\" must be a string");
   if (type.is_string()) rope.type = type.string();
   rope.theta = r.real("rope_theta", rope.theta);
   if (rope.type == "llama3") {
@@ -110,6 +127,11 @@ void read_vision(VisionConfig& c, const Json& root, const std::string& where) {
     fail("the 2-D vision RoPE needs vision_config.hidden_size / vision_config.num_attention_heads (" + str(c.head_dim) +
          ") to be a multiple of 4");
   c.patches_per_side = c.image_size / c.patch_size;
+  checked_product({c.patches_per_side, c.patches_per_side, c.hidden_size}, where + ": vision_config patches x hidden_size", kMaxElements);
+  checked_product({c.num_channels, c.patch_size, c.patch_size, c.hidden_size}, where + ": vision_config patch embedding", kMaxElements);
+  checked_product({c.intermediate_size, c.hidden_size, c.num_hidden_layers}, where + ": vision_config intermediate_size x hidden_size x num_hidden_layers", kMaxElements);
+  checked_product({c.projector_output_dim, c.projector_output_dim}, where + ": vision_config projector_output_dim^2", kMaxElements);
+  if (c.num_hidden_layers > kMaxLayers) fail("vision_config.num_hidden_layers (" + str(c.num_hidden_layers) + ") is more than " + str(kMaxLayers));
   // pixel_shuffle reshapes the patch grid and the channels by the ratio: every size must stay whole.
   const double ratio = c.pixel_shuffle_ratio;
   auto whole = [](double x) { return x >= 1 && std::fabs(x - std::round(x)) < 1e-6; };
@@ -145,6 +167,7 @@ TextConfig TextConfig::from_json(const Json& root, const std::string& where) {
     c.multimodal_layout = true;
   }
   const Json& model_type = root["model_type"];
+  if (!model_type.is_null() && !model_type.is_string()) throw std::runtime_error(where + ": \"model_type\" must be a string");
   if (model_type.is_string() && model_type.string() != "llama4" && model_type.string() != "llama4_text")
     throw std::runtime_error(where + ": model_type \"" + model_type.string() + "\" is not a Llama 4 model");
 
@@ -182,6 +205,16 @@ TextConfig TextConfig::from_json(const Json& root, const std::string& where) {
   c.rope = read_rope(*text, where);
 
   const int64_t L = c.num_hidden_layers;
+  if (L > kMaxLayers)
+    throw std::runtime_error(where + ": \"num_hidden_layers\" is " + std::to_string(L) + ", more than the " +
+                             std::to_string(kMaxLayers) + " layers a checkpoint can be loaded with");
+  // Every weight shape is a product of these; none may overflow when later multiplied by a dtype size or a batch.
+  const std::string w = where + ": ";
+  checked_product({c.num_attention_heads, c.head_dim}, w + "num_attention_heads x head_dim", kMaxElements);
+  checked_product({c.num_attention_heads, c.head_dim, c.hidden_size}, w + "num_attention_heads x head_dim x hidden_size", kMaxElements);
+  checked_product({c.vocab_size, c.hidden_size}, w + "vocab_size x hidden_size", kMaxElements);
+  checked_product({c.num_local_experts, c.intermediate_size, c.hidden_size, 3}, w + "num_local_experts x intermediate_size x hidden_size x 3", kMaxElements);
+  checked_product({c.intermediate_size_mlp, c.hidden_size, 3}, w + "intermediate_size_mlp x hidden_size x 3", kMaxElements);
   int64_t interval = r.integer("no_rope_layer_interval", 4, false, 1);
   c.use_rope.assign(L, true);
   std::vector<int64_t> no_rope;
@@ -208,9 +241,10 @@ TextConfig TextConfig::from_json(const Json& root, const std::string& where) {
     const auto& types = (*text)["layer_types"].array();
     if (int64_t(types.size()) != L) throw std::runtime_error(where + ": \"layer_types\" must have one entry per layer");
     for (int64_t i = 0; i < L; i++) {
-      const std::string& t = types[i].string();
+      const std::string t = types[i].is_string() ? types[i].string() : "(not a string)";
       if (t != "chunked_attention" && t != "full_attention")
-        throw std::runtime_error(where + ": layer_types entry \"" + t + "\" is not supported");
+        throw std::runtime_error(where + ": \"layer_types\"[" + std::to_string(i) + "] \"" + t +
+                                 "\" is not supported (chunked_attention, full_attention)");
       c.chunked[i] = t == "chunked_attention";
     }
   } else {
