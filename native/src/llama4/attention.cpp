@@ -157,12 +157,13 @@ void attention(const TextConfig& c, int64_t layer, const AttentionWeights& w, co
         const int64_t slot = ring ? pos % ring : pos;
         int64_t count = std::min(s.P - pos, KVLayer::kPageSlots - slot % KVLayer::kPageSlots);
         if (ring) count = std::min(count, ring - slot);
-        const int64_t offset = KVLayer::offset(slot, b, kvh, s.B, kvH, D);
-        const size_t at = size_t(offset) * dtype_size(cached->dtype);
-        Matrix keys{cached->dtype, cached->k.data() + at, count, D, D}, values{cached->dtype, cached->v.data() + at, count, D, D};
+        const KVLayer::Page& page = cached->pages[size_t(slot / KVLayer::kPageSlots)];
+        const int64_t row = KVLayer::row_in_page(slot, b, kvh, kvH);
+        const size_t at = size_t(row * D) * dtype_size(cached->dtype);
+        Matrix keys{cached->dtype, page.k.data() + at, count, D, D}, values{cached->dtype, page.v.data() + at, count, D, D};
         if (cached->dtype == DType::I8) {
-          keys.row_scales = cached->k_scales.data() + offset / D;
-          values.row_scales = cached->v_scales.data() + offset / D;
+          keys.row_scales = page.k_scales.data() + row;
+          values.row_scales = page.v_scales.data() + row;
         }
         segments.push_back({keys, values, pos});
         pos += count;

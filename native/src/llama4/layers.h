@@ -39,17 +39,19 @@ struct Step {
 // one slot per position. Position p lives in slot (ring ? p % ring : p).
 struct KVLayer {
   static constexpr int64_t kPageSlots = 64;
-  DType dtype = DType::F32;     // F32, BF16 or I8
-  std::vector<uint8_t> k, v;    // whole pages, back to back, of dtype elements
-  // I8 only: one scale per row of head_dim elements (the row at element offset o has scale o / head_dim);
-  // an element is its int8 code times its row's scale.
-  std::vector<float> k_scales, v_scales;
+  // One page: kPageSlots slots of every (batch row, kv head), laid out [batch][kv_head][slot][head_dim].
+  struct Page {
+    std::vector<uint8_t> k, v;              // dtype elements
+    std::vector<float> k_scales, v_scales;  // I8 only: one per row of head_dim elements; an element is code x scale
+  };
+  DType dtype = DType::F32;  // F32, BF16 or I8
+  // Allocated one at a time as positions arrive: a growing cache never copies (nor holds twice) what it has.
+  std::vector<Page> pages;
   int64_t ring = 0;
   int64_t slots = 0;  // slots holding a position
-  // Where (slot, batch row, kv head) starts in k or v.
-  static int64_t offset(int64_t slot, int64_t b, int64_t h, int64_t batch, int64_t kv_heads, int64_t head_dim) {
-    const int64_t page = slot / kPageSlots;
-    return (((page * batch + b) * kv_heads + h) * kPageSlots + slot % kPageSlots) * head_dim;
+  // The head_dim-element row of (slot, batch row, kv head) within its page, pages[slot / kPageSlots].
+  static int64_t row_in_page(int64_t slot, int64_t b, int64_t h, int64_t kv_heads) {
+    return (b * kv_heads + h) * kPageSlots + slot % kPageSlots;
   }
 };
 

@@ -66,39 +66,43 @@ void KVCache::append(std::vector<std::vector<uint8_t>> valid, int64_t new_tokens
     const LayerKV& in = fresh[layer];
     // A ring fills up to its size as the sequence grows; pages are added at the end, the old ones stay put.
     cl.slots = cl.ring ? std::min(cl.ring, total) : total;
-    const int64_t pages = (cl.slots + KVLayer::kPageSlots - 1) / KVLayer::kPageSlots;
-    const size_t elements = size_t(pages * KVLayer::kPageSlots * batch_ * row_), element = dtype_size(cl.dtype);
-    if (cl.k.size() < elements * element) {
-      cl.k.resize(elements * element);
-      cl.v.resize(elements * element);
+    const size_t pages = size_t((cl.slots + KVLayer::kPageSlots - 1) / KVLayer::kPageSlots);
+    const size_t rows = size_t(KVLayer::kPageSlots * batch_ * heads), element = dtype_size(cl.dtype);
+    while (cl.pages.size() < pages) {
+      KVLayer::Page page;
+      page.k.resize(rows * D * element);
+      page.v.resize(rows * D * element);
       if (cl.dtype == DType::I8) {
-        cl.k_scales.resize(elements / D);
-        cl.v_scales.resize(elements / D);
+        page.k_scales.resize(rows);
+        page.v_scales.resize(rows);
       }
+      cl.pages.push_back(std::move(page));
     }
     for (int64_t t = 0; t < new_tokens; t++) {
       const int64_t pos = P + t;
       if (cl.ring && pos < total - cl.ring) continue;  // would be overwritten within this call
       const int64_t slot = cl.ring ? pos % cl.ring : pos;
+      KVLayer::Page& page = cl.pages[size_t(slot / KVLayer::kPageSlots)];
       for (int64_t b = 0; b < batch_; b++)
         for (int64_t h = 0; h < heads; h++) {
-          const int64_t to = KVLayer::offset(slot, b, h, batch_, heads, D), from = ((b * new_tokens + t) * heads + h) * D;
+          const int64_t row = KVLayer::row_in_page(slot, b, h, heads), to = row * D;
+          const int64_t from = ((b * new_tokens + t) * heads + h) * D;
           // The values were rounded to the cache's dtype when computed (round_to_cache), so storing them is exact.
           if (cl.dtype == DType::F32) {
-            std::memcpy(cl.k.data() + to * element, in.k.data() + from, sizeof(float) * D);
-            std::memcpy(cl.v.data() + to * element, in.v.data() + from, sizeof(float) * D);
+            std::memcpy(page.k.data() + to * element, in.k.data() + from, sizeof(float) * D);
+            std::memcpy(page.v.data() + to * element, in.v.data() + from, sizeof(float) * D);
           } else if (cl.dtype == DType::BF16) {
-            auto* k = reinterpret_cast<uint16_t*>(cl.k.data()) + to;
-            auto* v = reinterpret_cast<uint16_t*>(cl.v.data()) + to;
+            auto* k = reinterpret_cast<uint16_t*>(page.k.data()) + to;
+            auto* v = reinterpret_cast<uint16_t*>(page.v.data()) + to;
             for (int64_t i = 0; i < D; i++) {
               k[i] = f32_to_bf16(in.k[from + i]);
               v[i] = f32_to_bf16(in.v[from + i]);
             }
           } else {  // I8: the codes and scales round_to_cache made
-            std::memcpy(cl.k.data() + to, in.k_codes.data() + from, D);
-            std::memcpy(cl.v.data() + to, in.v_codes.data() + from, D);
-            cl.k_scales[to / D] = in.k_scales[from / D];
-            cl.v_scales[to / D] = in.v_scales[from / D];
+            std::memcpy(page.k.data() + to, in.k_codes.data() + from, D);
+            std::memcpy(page.v.data() + to, in.v_codes.data() + from, D);
+            page.k_scales[row] = in.k_scales[from / D];
+            page.v_scales[row] = in.v_scales[from / D];
           }
         }
     }
