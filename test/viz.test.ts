@@ -737,6 +737,8 @@ describe("memory estimator (config.json only)", () => {
     expect([e.kv_cache.chunked_layers, e.kv_cache.full_layers]).toEqual([2, 2]);
     expect(e.kv_cache.bytes).toBe(2 * 100 * 64 + 2 * 16 * 64);
     expect(estimateMemory(small, { contextLength: 10, kvDtype: "fp8" }).kv_cache.bytes).toBe(4 * 10 * 32);
+    // int8 as the engine holds it: 1 byte per element and an f32 scale per head_dim (8) elements.
+    expect(estimateMemory(small, { contextLength: 10, kvDtype: "int8" }).kv_cache.bytes).toBe(4 * 10 * 32 * (1 + 4 / 8));
     expect(estimateMemory(small, { contextLength: 100, batchSize: 3, kvDtype: "float32" }).kv_cache.bytes).toBe(3 * (2 * 100 * 128 + 2 * 16 * 128));
     expect(estimateMemory({ ...small, attention_chunk_size: null }, { contextLength: 100 }).kv_cache.bytes).toBe(4 * 100 * 64);
     // Scout at 128k, bf16: 12 NoPE layers hold 131072 positions, 36 chunked layers 8192; 2 x 8 x 128 x 2 = 4096 bytes each.
@@ -746,6 +748,18 @@ describe("memory estimator (config.json only)", () => {
     expect(e.params.total).toBe(3200 + 12288 + 2 * (64 + 3072 + 1536) + 2 * 3072 + 288 + 3200);
     expect(e.params.active).toBe(3200 + 12288 + 2 * (64 + 1536 + 1536) + 2 * 3072 + 288 + 3200);
     expect(() => estimateMemory({ hidden_size: 8 })).toThrow(/"vocab_size" is missing/);
+  });
+
+  test("the KV cache estimate is the engine's cache, byte for byte, for each kv_cache_dtype", async () => {
+    const dir = modelDir("tiny-llama4-f32");  // chunks of 8: its chunked layers hold 8 positions
+    const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    for (const dtype of ["float32", "bfloat16", "int8"] as const) {
+      const model = await Llama4ForCausalLM.from_pretrained(dir, { kv_cache_dtype: dtype });
+      const cache = model.new_cache(1);
+      await model.forward({ input_ids: [Array.from({ length: 100 }, (_, i) => 3 + i)], cache });
+      const held = cache.native.layerBytes().reduce((s: number, b: number) => s + b, 0);
+      expect(held, dtype).toBe(estimateMemory(config, { contextLength: 100, kvDtype: dtype }).kv_cache.bytes);
+    }
   });
 
   test("chart of estimates for a list of configs", () => {

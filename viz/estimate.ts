@@ -268,8 +268,9 @@ export function estimateMemory(config: Record<string, unknown>, options: Estimat
   const context = options.contextLength ?? 131072;
   const batch = options.batchSize ?? 1;
   const kvDtype = options.kvDtype ?? "bf16";
-  const bpe = KV_BYTES[kvDtype];
-  if (bpe === undefined) throw new Error(`kvDtype must be one of ${Object.keys(KV_BYTES).join(", ")}, got ${JSON.stringify(kvDtype)}`);
+  if (KV_BYTES[kvDtype] === undefined) throw new Error(`kvDtype must be one of ${Object.keys(KV_BYTES).join(", ")}, got ${JSON.stringify(kvDtype)}`);
+  // The engine's int8 cache (kv_cache_dtype "int8") keeps an f32 scale per head_dim elements of a token and head.
+  const bpe = kvDtype === "int8" ? 1 + 4 / hd : KV_BYTES[kvDtype];
   const perTokenLayer = 2 * kvHeads * hd * bpe;
   const chunkedPositions = layout.chunk === null ? context : Math.min(context, layout.chunk);
   const kvBytes = batch * perTokenLayer * (layout.full * context + layout.chunked * chunkedPositions);
