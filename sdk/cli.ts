@@ -3,10 +3,11 @@
 //   llama4-ts generate "Once upon a time" [--max-new-tokens 64] [--do-sample] [--temperature 0.7] [--seed 1]
 //   llama4-ts chat [--system "You are terse."]
 // Both take --model ID|DIR (default: $LLAMA4_TS_MODEL, else the embedded model), --dtype, and
-// --image PATH|URL (repeatable) for a multimodal checkpoint: the images go before the prompt (the
-// first chat message).
+// --image PATH|URL (repeatable) for a multimodal checkpoint: the images and the prompt (or the first
+// chat line) make one user message through the chat template, as the image-text-to-text pipeline
+// does for a chat; an instruct model answers it (a bare continuation after an image is nonsense).
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 
 import { default_model } from "./embedded";
 import { TextStreamer } from "./generation/streamers";
@@ -16,6 +17,7 @@ import { AutoProcessor } from "./models/auto/processing_auto";
 import { resolvePretrained } from "./hub";
 import { readJsonFile } from "./configuration_utils";
 import { set_seed } from "./utils/random";
+import { closestName } from "./utils/options";
 import { join } from "node:path";
 
 const USAGE = `usage:
@@ -30,25 +32,36 @@ options:
   --top-p P             with --do-sample
   --seed N              makes sampling reproducible
   --system TEXT         chat: a system message
-  --image PATH|URL      an image for the prompt / first chat message (repeat for several)`;
+  --image PATH|URL      an image for the prompt / first chat message (repeat for several); generate
+                        then answers the prompt as a chat message about the image(s)`;
+
+const OPTIONS = {
+  model: { type: "string" },
+  dtype: { type: "string", default: "auto" },
+  "max-new-tokens": { type: "string", default: "128" },
+  "do-sample": { type: "boolean", default: false },
+  temperature: { type: "string", default: "0.7" },
+  "top-p": { type: "string" },
+  seed: { type: "string" },
+  system: { type: "string" },
+  image: { type: "string", multiple: true, default: [] as string[] },
+  help: { type: "boolean", short: "h", default: false },
+} satisfies NonNullable<ParseArgsConfig["options"]>;
+
+/** parseArgs, with "did you mean" for a mistyped flag (the SDK's options use the same closestName). */
+function parse(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  } catch (e) {
+    const flag = (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? /'(-[^']*)'/.exec((e as Error).message)?.[1] : undefined;
+    if (!flag) throw e;
+    const suggestion = closestName(flag.replace(/^-+/, ""), Object.keys(OPTIONS));
+    throw new Error(`unknown option '${flag}'${suggestion ? ` (did you mean '--${suggestion}'?)` : ""}\n${USAGE}`);
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      model: { type: "string" },
-      dtype: { type: "string", default: "auto" },
-      "max-new-tokens": { type: "string", default: "128" },
-      "do-sample": { type: "boolean", default: false },
-      temperature: { type: "string", default: "0.7" },
-      "top-p": { type: "string" },
-      seed: { type: "string" },
-      system: { type: "string" },
-      image: { type: "string", multiple: true, default: [] },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
+  const { values, positionals } = parse(argv);
   const [command, ...rest] = positionals;
   if (values.help || !command) {
     console.log(USAGE);
@@ -77,11 +90,15 @@ async function main(argv: string[]): Promise<number> {
   if (command === "generate") {
     const prompt = rest.join(" ");
     if (!prompt) throw new Error('generate needs a prompt: llama4-ts generate "Once upon a time"');
+    if (processor) {
+      // With images: one chat message (images, then the prompt), answered after the generation prompt.
+      const message: ChatMessage = { role: "user", content: [...images.map((path) => ({ type: "image", path })), { type: "text", text: prompt }] };
+      const inputs = await processor.apply_chat_template([message], { add_generation_prompt: true, tokenize: true, return_dict: true, return_tensors: "pt" });
+      await model.generate({ ...inputs, max_new_tokens: maxNew, streamer, ...sampling });
+      return 0;
+    }
     process.stdout.write(prompt);
-    const inputs = processor
-      ? await processor({ text: processor.fake_image_token.repeat(images.length) + prompt, images, return_tensors: "pt" })
-      : { input_ids: [tokenizer.encode(prompt)] };
-    await model.generate({ ...inputs, max_new_tokens: maxNew, streamer, ...sampling });
+    await model.generate({ input_ids: [tokenizer.encode(prompt)], max_new_tokens: maxNew, streamer, ...sampling });
     return 0;
   }
 

@@ -36,13 +36,15 @@ test("chat answers each line with the chat template applied", () => {
   expect(out.slice(2).split("\n")[0].length).toBeGreaterThan(50);
 });
 
-test("--image: generate and chat see the image as transformers' processor lays it out", () => {
+test("--image: generate and chat answer a chat message with the image, as transformers' processor lays it out", () => {
   const multimodal = JSON.parse(readFileSync(join(FIXTURES, "multimodal-goldens.json"), "utf8")).docs;
   const dog = join(FIXTURES, "images", "dog.jpg");
-  // the pipeline golden for "<|image|>This photo shows" (12 new tokens): the CLI puts the image first
-  const pair = multimodal.pipeline_image_text;
-  const out = run(["generate", "This photo shows", "--image", dog, "--model", dir, "--max-new-tokens", "12"]);
-  expect(out).toBe(pair.output[0].generated_text.slice("<|image|>".length) + "\n");
+  const question = multimodal.automodel_multimodal.messages[0].content[1].text;
+  // generate: the image and the prompt as one chat message (the docs' AutoModel - Multimodal example)
+  const out = run(["generate", question, "--image", dog, "--model", dir, "--max-new-tokens", "20"]);
+  const answer = out.replace(/\n$/, "");
+  expect(answer.length).toBeGreaterThan(20);
+  expect(multimodal.automodel_multimodal.response.startsWith(answer)).toBe(true);
   // chat: the image goes with the first message, as the docs' AutoModel - Multimodal example has it
   const chat = run(["chat", "--image", dog, "--model", dir, "--max-new-tokens", "20"], `${multimodal.automodel_multimodal.messages[0].content[1].text}\n\n`);
   expect(multimodal.automodel_multimodal.response.startsWith(chat.slice(2).split("\n")[0])).toBe(true);
@@ -54,4 +56,7 @@ test("bad usage is a clear message and a non-zero exit", () => {
   expect(() => run(["bogus"])).toThrow(/unknown command "bogus"/);
   expect(() => run(["generate", "--model", dir])).toThrow(/generate needs a prompt/);
   expect(() => run(["generate", "x", "--model", join(dir, "nope")])).toThrow(/nope: not a local directory/);
+  expect(() => run(["generate", "x", "--max-new-token", "3"])).toThrow(/unknown option '--max-new-token' \(did you mean '--max-new-tokens'\?\)/);
+  expect(() => run(["chat", "--sytem", "terse"])).toThrow(/unknown option '--sytem' \(did you mean '--system'\?\)/);
+  expect(() => run(["chat", "--frobnicate"])).toThrow(/unknown option '--frobnicate'\n/);
 });
