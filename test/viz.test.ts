@@ -10,8 +10,12 @@ import sharp from "sharp";
 import { createRequire } from "node:module";
 
 import type { GenerationTraceData, LayerRouting } from "../sdk/trace";
-import { FbgemmFp8Config, Llama4ForCausalLM, RawImage } from "../sdk";
+import { AutoTokenizer, FbgemmFp8Config, Llama4ForCausalLM, RawImage, default_model } from "../sdk";
+
+const ROOT_DIR = join(__dirname, "..");
 import {
+  FIT_WIDTH,
+  fitStep,
   PLOTLY_MIME,
   VEGALITE_MIME,
   attentionHeadGrid,
@@ -420,6 +424,32 @@ describe("attention", () => {
     expect(values(fullGrid).filter((r) => r.kind !== "cell")).toEqual([]);
     expect(fullGrid.columns).toBe(2);
   });
+
+  test("notebooks/11's chunked-attention figure spans several chunks: blocks on the diagonal, boundaries drawn", async () => {
+    // The notebook's own prompt (its `const text = ...` line), traced on the embedded model as the notebook does.
+    const nb = JSON.parse(readFileSync(join(ROOT_DIR, "notebooks", "11-attention-maps.ipynb"), "utf8")) as { cells: { source: string[] }[] };
+    const line = nb.cells.flatMap((c) => c.source.join("").split("\n")).find((l) => /^const text = /.test(l))!;
+    const text = new Function(`return ${line.replace(/^const text = /, "").replace(/;$/, "")}`)() as string;
+    const model_id = default_model();
+    const tokenizer = await AutoTokenizer.from_pretrained(model_id);
+    const model = await Llama4ForCausalLM.from_pretrained(model_id, { attn_implementation: "eager" });
+    const chunk = model.text_config.attention_chunk_size!;
+    const chunkedLayer = model.text_config.layer_types.indexOf("chunked_attention");
+    const traced = await model.trace({ input_ids: [tokenizer.encode(text)], tokenizer: tokenizer, attention_layers: [chunkedLayer] });
+    const n = traced.tokens.length;
+    expect(n).toBeGreaterThanOrEqual(3 * chunk);
+    const spec = attentionHeatmap(traced, { layer: chunkedLayer, head: 0 });
+    const layers = spec.layer as { name?: string; data?: { values: Row[] } }[];
+    const bounds = layers.find((l) => l.name === "chunk_boundaries")!.data!.values.map((r) => r.pos);
+    expect(bounds).toEqual(chunkBoundaries(n, chunk));
+    expect(bounds.slice(0, 3)).toEqual([chunk, 2 * chunk, 3 * chunk]);
+    expect(layers.find((l) => l.name === "masked")!.data!.values.length).toBe(Math.ceil(n / chunk) - 1);
+    // Every drawn cell lies in its query's chunk, and each chunk's first query attends to itself alone.
+    const cells = (spec.layer as { data?: { values: Row[] } }[])[0].data!.values as { q: number; k: number; p: number }[];
+    expect(cells.length).toBeGreaterThan(0);
+    expect(cells.filter((c) => Math.floor(c.q / chunk) !== Math.floor(c.k / chunk))).toEqual([]);
+    for (const start of bounds) expect(cells.find((c) => c.q === start && c.k === start)!.p).toBeCloseTo(1, 6);
+  }, 120_000);
 });
 
 describe("attention onto image patches", () => {
@@ -821,15 +851,17 @@ describe("static render and display bundles", () => {
     expect(Object.keys(await mimeBundle(spec, { png: false, html: false }))).toEqual([VEGALITE_MIME, "text/plain"]);
   });
 
-  test("Plotly bundle: {data, layout}; heatmaps get a static fallback with the same z, a Sankey a table", async () => {
+  test("Plotly bundle: {data, layout, config}, responsive, no PNG; heatmaps get an SVG fallback with the same z, a Sankey a table", async () => {
     const fig = routingHeatmapPlotly(trace);
     const fallback = plotlyStaticSpec(fig);
     expectCompiles(fallback);
     expect(values(fallback).map((r) => r.z)).toEqual([5, 4, 2, 3, 3, 2, 6, 3]);
     const bundle = await mimeBundle(fig);
-    expect(bundle[PLOTLY_MIME]).toEqual({ data: fig.data, layout: fig.layout });
+    expect(bundle[PLOTLY_MIME]).toEqual({ data: fig.data, layout: { autosize: true, ...fig.layout }, config: { responsive: true } });
     expect(bundle["text/html"]).toMatch(/<svg /);
-    expect(typeof bundle["image/png"]).toBe("string");
+    // jupyterlab-plotly would show a PNG instead of the plot until hovered (see test/browser.test.ts).
+    expect(bundle["image/png"]).toBeUndefined();
+    expect(typeof (await mimeBundle(fig, { png: true }))["image/png"]).toBe("string");
     expectCompiles(plotlyStaticSpec(tokenExpertMapPlotly(trace)));
     expectCompiles(plotlyStaticSpec(routingHeatmapPlotly(trace, { split: true })));
     const att = plotlyStaticSpec(attentionHeatmapPlotly(trace, { layer: 0, head: 0 }));
@@ -866,5 +898,34 @@ describe("static render and display bundles", () => {
       expect(svg.startsWith("<svg")).toBe(true);
       expect(svg.length).toBeGreaterThan(1000);
     }
+  });
+
+  test("every chart fits an 840-px output area: single views follow the container, grids wrap, small heatmaps grow", async () => {
+    const width = async (spec: object) => Number(/width="(\d+(?:\.\d+)?)"/.exec(await toSVG(spec as never))![1]);
+    // Maverick-sized routing (128 experts) and 8 heads over 48 tokens, as the notebooks' largest.
+    const wide: GenerationTraceData = { ...trace, model: { ...trace.model, num_local_experts: 128 } };
+    const heads = { ...trace, attention: Array.from({ length: 8 }, (_, head) => ({ ...trace.attention[0], head })) };
+    const specs: [string, object][] = [
+      ["routingHeatmap", routingHeatmap(trace)], ["routingHeatmap split", routingHeatmap(trace, { split: true })],
+      ["routingHeatmap 128 experts", routingHeatmap(wide, { split: true })], ["tokenExpertMap", tokenExpertMap(trace)],
+      ["routingEntropy", routingEntropy(trace)], ["routingEntropy per_layer", routingEntropy(trace, { mode: "per_layer" })],
+      ["transitionHeatmap", transitionHeatmap(trace)], ["compareRouting", compareRouting(trace, trace)],
+      ["compareRouting 128 experts", compareRouting(wide, wide)], ["attentionHeatmap", attentionHeatmap(trace, { layer: 0, head: 1 })],
+      ["attentionHeadGrid 8 heads", attentionHeadGrid(heads, { layer: 0 })],
+    ];
+    const measured = await Promise.all(specs.map(async ([name, spec]) => [name, await width(spec)] as const));
+    for (const [name, w] of measured) expect(w, name).toBeLessThanOrEqual(840);
+    // Single views span the container (the static render: FIT_WIDTH), so even 8 experts are not tiny.
+    for (const spec of [routingHeatmap(trace), tokenExpertMap(trace), routingEntropy(trace), compareRouting(trace, trace, { mode: "difference" })]) {
+      expect((spec as Row).width).toBe("container");
+      expect((spec as Row).autosize).toEqual({ type: "fit-x", contains: "padding" });
+      expect(await width(spec)).toBe(FIT_WIDTH);
+    }
+    // The split heatmap: bands of fitStep's size, over the old fixed 22 px for few experts, 2 px for 128.
+    expect(trace.model.num_local_experts).toBe(4);
+    expect(((routingHeatmap(trace, { split: true }) as Row).width as { step: number }).step).toBe(40);
+    expect([fitStep(8, 2), fitStep(16, 2), fitStep(128, 2)]).toEqual([32, 16, 2]);
+    // Eight heads wrap into two rows of four.
+    expect((attentionHeadGrid(heads, { layer: 0 }) as Row).columns).toBe(4);
   });
 });

@@ -3,7 +3,7 @@
 // layers; the chunked ones get their chunk boundaries drawn as rules and the region the chunk mask
 // hides in grey, and every title names the layer type.
 import type { AttentionMap, GenerationTraceData } from "../sdk/trace";
-import { PlotlyFigure, VEGA_LITE_SCHEMA, VegaLiteSpec, escapeHtml, exprArray, labelExpr, maxOf, tokenLabels, traceTitle } from "./common";
+import { FIT_WIDTH, PlotlyFigure, VEGA_LITE_SCHEMA, VegaLiteSpec, escapeHtml, exprArray, labelExpr, maxOf, tokenLabels, traceTitle } from "./common";
 
 export interface LayerKind {
   layer: number;
@@ -141,7 +141,8 @@ export function attentionHeatmap(trace: GenerationTraceData, options: AttentionO
   const cells = attentionCells(trace, map, n).map(({ q, k, p }) => ({ q, k, p }));
   const labels = tokenLabels(trace.tokens, n);
   const enc = positionAxes(labels, n);
-  const size = Math.min(640, Math.max(160, 18 * n));
+  // Square, at least 320 px, and with the token labels and the legend still within FIT_WIDTH.
+  const size = Math.min(FIT_WIDTH - 200, Math.max(320, 18 * n));
   const layers: Record<string, unknown>[] = [
     {
       data: { values: cells },
@@ -177,8 +178,9 @@ export function attentionHeatmap(trace: GenerationTraceData, options: AttentionO
     $schema: VEGA_LITE_SCHEMA,
     title: {
       text: traceTitle(trace, `Attention, layer ${options.layer} (${kind.label}), head ${options.head}`),
+      // Two short lines: a title is not wrapped and would be wider than the chart.
       subtitle: kind.chunked
-        ? `each query attends to keys of its own ${kind.chunk}-token chunk; dashed lines: chunk boundaries, grey: masked`
+        ? [`each query attends to keys of its own ${kind.chunk}-token chunk;`, "dashed lines: chunk boundaries, grey: masked"]
         : "each query attends to every earlier key (no position encoding)",
     },
     width: size,
@@ -207,7 +209,9 @@ export function attentionHeadGrid(
     for (const b of maskedBlocks(n, kind.chunk)) values.push({ kind: "mask", head: m.head, ...b });
     for (const pos of chunkBoundaries(n, kind.chunk)) values.push({ kind: "boundary", head: m.head, pos });
   }
-  const size = Math.min(260, Math.max(120, 10 * n));
+  // The grid wraps after `columns` heads, each panel sized so a row (token labels, legend) fits FIT_WIDTH.
+  const columns = options.columns ?? Math.min(4, maps.length);
+  const size = Math.max(100, Math.min(260, 10 * n, Math.floor((FIT_WIDTH - 200) / columns) - 10));
   const rule = { ...RULE, strokeWidth: 1 };
   const only = (kindName: string) => ({ filter: `datum.kind === '${kindName}'` });
   return {
@@ -218,7 +222,7 @@ export function attentionHeadGrid(
     },
     data: { values },
     facet: { field: "head", type: "ordinal", title: "head" },
-    columns: options.columns ?? 4,
+    columns,
     spec: {
       width: size,
       height: size,
@@ -287,7 +291,7 @@ export function attentionHeatmapPlotly(trace: GenerationTraceData, options: Atte
       xaxis: { title: { text: "key" }, type: "category", tickmode: "array", tickvals: names, ticktext: labels.map(escapeHtml), tickangle: -60 },
       yaxis: { title: { text: "query" }, type: "category", tickmode: "array", tickvals: names, ticktext: labels.map(escapeHtml), autorange: "reversed" },
       shapes,
-      width: Math.min(800, Math.max(360, 20 * n + 200)),
+      // No width: the figure follows its output area (responsive); the height suits the token count.
       height: Math.min(800, Math.max(360, 20 * n + 160)),
     },
   };

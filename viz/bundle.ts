@@ -1,10 +1,11 @@
 // Jupyter display bundles (mime type -> data) for the specs, built in one place so the kernel
 // integration only sends them. JupyterLab shows the richest type it has a renderer for: Vega-Lite
 // natively, Plotly with the jupyterlab-plotly extension; without one (and on GitHub / nbviewer,
-// which keep every type of the bundle) the static fallbacks show: a PNG, and for Plotly an inline
-// SVG in text/html (no script, so it works in untrusted notebooks). Vega-Lite bundles carry no
-// text/html by default: JupyterLab 4 ranks text/html above its Vega renderer and would show the
-// static picture instead of the interactive chart.
+// which keep every type of the bundle) the static fallback shows: a PNG for Vega-Lite, an inline
+// SVG in text/html for Plotly (no script, so it works in untrusted notebooks). Each bundle avoids
+// the fallback JupyterLab would show instead of the live chart (checked in chromium by
+// test/browser.test.ts): text/html ranks above the Vega renderer, and jupyterlab-plotly draws a
+// bundle's image/png until the mouse enters it.
 import { PlotlyFigure, VegaLiteSpec, escapeHtml, isPlotlyFigure, isVegaLiteSpec } from "./common";
 import { plotlyStaticSpec, svgToPNG, toSVG } from "./render";
 
@@ -14,7 +15,11 @@ export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
 export type MimeBundle = Record<string, unknown>;
 
 export interface BundleOptions {
-  /** Include an image/png fallback (default true). */
+  /**
+   * Include an image/png fallback (default: Vega-Lite yes, Plotly no: jupyterlab-plotly shows a
+   * bundle's PNG in place of the plot until the mouse enters it, so a Plotly bundle's static
+   * fallback is the inline SVG in text/html, which JupyterLab ranks below the plot).
+   */
   png?: boolean;
   /** Include the inline-SVG text/html fallback (default: Plotly yes, Vega-Lite no, see above). */
   html?: boolean;
@@ -40,9 +45,9 @@ function htmlWrap(svg: string): string {
 
 /**
  * The display bundle of a spec: a Vega-Lite spec gives application/vnd.vegalite.v5+json, a Plotly
- * figure application/vnd.plotly.v1+json ({data, layout}); both with text/plain and, where a static
- * rendering exists, image/png (base64), plus text/html (inline SVG) for Plotly. A Plotly Sankey has no static
- * rendering: its text/html is a table of its links instead and there is no PNG.
+ * figure application/vnd.plotly.v1+json ({data, layout, config}, responsive); both with text/plain and,
+ * where a static rendering exists, image/png (base64) for Vega-Lite or text/html (inline SVG) for
+ * Plotly. A Plotly Sankey has no static rendering: its text/html is a table of its links instead.
  */
 export async function mimeBundle(spec: VegaLiteSpec | PlotlyFigure, options: BundleOptions = {}): Promise<MimeBundle> {
   const title = specTitle(spec).replace(/<[^>]+>/g, " ");
@@ -51,13 +56,15 @@ export async function mimeBundle(spec: VegaLiteSpec | PlotlyFigure, options: Bun
     bundle[VEGALITE_MIME] = spec;
     bundle["text/plain"] = `<Vega-Lite chart${title ? `: ${title}` : ""}>`;
   } else if (isPlotlyFigure(spec)) {
-    bundle[PLOTLY_MIME] = { data: spec.data, layout: spec.layout ?? {} };
+    // responsive: the plot follows its output area's width when JupyterLab resizes it.
+    bundle[PLOTLY_MIME] = { data: spec.data, layout: { autosize: true, ...spec.layout }, config: { responsive: true } };
     bundle["text/plain"] = `<Plotly figure${title ? `: ${title}` : ""}>`;
   } else {
     throw new Error("mimeBundle: expected a Vega-Lite spec or a Plotly figure {data, layout}");
   }
   const html = options.html ?? !isVegaLiteSpec(spec);
-  if (!html && options.png === false) return bundle;
+  const png = options.png ?? isVegaLiteSpec(spec);
+  if (!html && !png) return bundle;
 
   let svg: string | null = null;
   if (isVegaLiteSpec(spec)) {
@@ -74,7 +81,7 @@ export async function mimeBundle(spec: VegaLiteSpec | PlotlyFigure, options: Bun
   }
   if (svg !== null) {
     if (html && svg.length <= (options.maxInlineSvg ?? 2_000_000)) bundle["text/html"] = htmlWrap(svg);
-    if (options.png !== false) bundle["image/png"] = (await svgToPNG(svg, options.scale ?? defaultScale(svg))).toString("base64");
+    if (png) bundle["image/png"] = (await svgToPNG(svg, options.scale ?? defaultScale(svg))).toString("base64");
   }
   return bundle;
 }

@@ -3,6 +3,30 @@ import type { GenerationTraceData, LayerRouting, TraceToken } from "../sdk/trace
 
 export const VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
+/**
+ * The plot width a chart that cannot follow its container (facets, grids, static renders) is laid
+ * out for: JupyterLab's output area is about 840 px wide in a 1280-px window, GitHub's notebook
+ * column about as wide, so 720 px leaves room for the axis labels and the legend.
+ */
+export const FIT_WIDTH = 720;
+
+/**
+ * Vega-Lite sizing of a single view that spans its output area: JupyterLab's Vega renderer gives
+ * it the container's width; the static renderer (no container) uses FIT_WIDTH. The padding,
+ * axes and legend are inside that width, so nothing sticks out. Give such a view a numeric height
+ * (not a step): vega-lite cannot fit the width of a view whose height is a step.
+ */
+export const CONTAINER_WIDTH = { width: "container", autosize: { type: "fit-x", contains: "padding" } } as const;
+
+/**
+ * A band step (px) that lays `count` bands in each of `panels` side-by-side facets within
+ * FIT_WIDTH (`overhead` px per panel for its labels and spacing), between 2 px and `max`: small
+ * heatmaps grow to a readable size, large ones (Maverick's 128 experts) shrink to fit.
+ */
+export function fitStep(count: number, panels = 1, max = 40, overhead = 60): number {
+  return Math.max(2, Math.min(max, Math.floor((FIT_WIDTH - 80 - overhead * panels) / (panels * Math.max(count, 1)))));
+}
+
 /** A Vega-Lite v5 spec as plain JSON (validated by vega-lite's compile, not by TypeScript). */
 export type VegaLiteSpec = { $schema: string } & Record<string, unknown>;
 

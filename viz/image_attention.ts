@@ -176,8 +176,8 @@ export async function imageAttention(
       annotations: panels.map((p, i) => ({
         text: p.name, showarrow: false, xref: `x${axis(i)} domain`, yref: `y${axis(i)} domain`, x: 0.5, y: 1.06,
       })),
-      // Panels keep the picture's aspect (scaleanchor); a very tall or wide one is clamped.
-      width: 360 * panels.length + 120,
+      // No width: the figure follows its output area (responsive). Panels keep the picture's aspect
+      // (scaleanchor) inside the height, sized for panels about 360 px wide; a very tall or wide one is clamped.
       height: Math.round(Math.min(720, Math.max(120, 360 * (H / W)))) + 140,
     },
   };

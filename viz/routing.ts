@@ -3,12 +3,14 @@
 // layers, and two traces compared. Each chart has a `...Data` function that returns its numbers.
 import type { GenerationTraceData, LayerRouting } from "../sdk/trace";
 import {
+  CONTAINER_WIDTH,
   PlotlyFigure,
   VEGA_LITE_SCHEMA,
   VegaLiteSpec,
   displayToken,
   entropy,
   escapeHtml,
+  fitStep,
   expertColors,
   fmt,
   labelExpr,
@@ -124,8 +126,7 @@ export function routingHeatmap(trace: GenerationTraceData, options: LoadOptions 
     title: traceTitle(trace, `Expert load per MoE layer (${rankNote})`),
     data: { values: rows },
     mark: { type: "rect" },
-    width: { step: E > 32 ? 8 : 22 },
-    height: { step: 16 },
+    ...(options.split ? { width: { step: fitStep(E, 2) }, height: { step: 16 } } : { ...CONTAINER_WIDTH, height: 16 * new Set(rows.map((r) => r.layer)).size }),
     encoding,
     config: { view: { stroke: null }, axis: { grid: false } },
   };
@@ -244,8 +245,8 @@ export function tokenExpertMap(trace: GenerationTraceData, options: TokenExpertO
     $schema: VEGA_LITE_SCHEMA,
     title: traceTitle(trace, rank === 0 ? "Chosen expert per token and layer" : `Expert choice ${rank + 1} per token and layer`),
     data: { values: rows.map((r) => ({ ...r, ink: textColorOn(colors[r.expert]) })) },
-    width: { step: 26 },
-    height: { step: 16 },
+    ...CONTAINER_WIDTH,
+    height: 16 * n,
     encoding: {
       x: { field: "layer", type: "ordinal", title: "MoE layer", axis: { orient: "top", labelAngle: 0 } },
       y: { field: "pos", type: "ordinal", title: "token", axis: { labelExpr: labelExpr(labels) } },
@@ -554,8 +555,8 @@ export function routingEntropy(trace: GenerationTraceData, options: EntropyOptio
       title: traceTitle(trace, "Routing entropy per token and MoE layer"),
       data: { values: rows },
       mark: { type: "rect" },
-      width: { step: 18 },
-      height: { step: 16 },
+      ...CONTAINER_WIDTH,
+      height: 16 * new Set(rows.map((r) => r.layer)).size,
       encoding: {
         x: { field: "pos", type: "ordinal", title: "token", axis: { labelExpr: labelExpr(tokenLabels(trace.tokens, n)), labelAngle: -60 } },
         y: { field: "layer", type: "ordinal", title: "MoE layer" },
@@ -577,7 +578,7 @@ export function routingEntropy(trace: GenerationTraceData, options: EntropyOptio
   return {
     $schema: VEGA_LITE_SCHEMA,
     title: traceTitle(trace, "Routing entropy per token (mean over MoE layers, band = min..max)"),
-    width: Math.max(240, 18 * rows.length),
+    ...CONTAINER_WIDTH,
     height: 200,
     layer: [
       {
@@ -653,15 +654,19 @@ export function transitionHeatmap(trace: GenerationTraceData, options: Transitio
       row.flatMap((count, to) => (count > 0 ? [{ pair: `L${m.from_layer} → L${m.to_layer}`, from_layer: m.from_layer, from, to, count }] : [])),
     ),
   );
+  // The grid wraps after `columns` panels, each sized so that a row fits FIT_WIDTH.
+  const pairs = new Set(values.map((v) => v.pair)).size;
+  const columns = options.columns ?? Math.max(1, Math.min(4, pairs));
+  const step = fitStep(E, columns, 20, 30);
   return {
     $schema: VEGA_LITE_SCHEMA,
     title: traceTitle(trace, "Expert transitions between consecutive MoE layers"),
     data: { values },
     facet: { field: "pair", type: "nominal", title: null, sort: { field: "from_layer" } },
-    columns: options.columns ?? 4,
+    columns,
     spec: {
-      width: { step: E > 32 ? 3 : 14 },
-      height: { step: E > 32 ? 3 : 14 },
+      width: { step },
+      height: { step },
       mark: { type: "rect" },
       encoding: {
         x: { field: "to", type: "ordinal", title: "expert at next layer", scale: { domain: [...Array(E).keys()] }, axis: expertAxis(E) },
@@ -818,8 +823,8 @@ export function compareRouting(a: GenerationTraceData, b: GenerationTraceData, o
       title: `Expert load: ${nb} − ${na} (fraction of tokens)`,
       data: { values: rows },
       mark: { type: "rect" },
-      width: { step: E > 32 ? 8 : 22 },
-      height: { step: 16 },
+      ...CONTAINER_WIDTH,
+      height: 16 * new Set(rows.map((r) => r.layer)).size,
       encoding: {
         x,
         y,
@@ -844,7 +849,7 @@ export function compareRouting(a: GenerationTraceData, b: GenerationTraceData, o
     title: `Expert load (fraction of tokens): ${na} vs ${nb}`,
     data: { values },
     mark: { type: "rect" },
-    width: { step: E > 32 ? 8 : 22 },
+    width: { step: fitStep(E, 2) },
     height: { step: 16 },
     encoding: {
       column: { field: "trace", type: "nominal", title: null, sort: [na, nb] },
