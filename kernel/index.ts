@@ -3,11 +3,11 @@
 // models (the llama4-ts kernel installs it at start-up already).
 export { display, updateDisplay, DisplayHandle, inKernel, isJsonMimeType, normalizeBundle, escapeHtml } from "./display";
 export type { MimeBundle, DisplayOptions } from "./display";
-export { ProgressBar, downloadProgress, formatBytes, textBar, Throttle } from "./progress";
+export { ProgressBar, downloadProgress, formatBytes, formatDuration, textBar, Throttle } from "./progress";
 export type { ProgressBarOptions, DownloadProgressOptions } from "./progress";
-export { DisplayStreamer } from "./streamer";
+export { DisplayStreamer, GenerationProgress } from "./streamer";
 export { show, showHTML, showImage } from "./show";
-export type { DisplayStreamerOptions } from "./streamer";
+export type { DisplayStreamerOptions, GenerationProgressOptions } from "./streamer";
 export {
   registerCancellable,
   unregisterCancellable,

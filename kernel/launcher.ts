@@ -7,7 +7,9 @@
 //    type-checks and runs from a notebook in any directory.
 // 2. display() (display.ts) is handed tslab's jupyter module, the one that writes this kernel's
 //    display messages.
-// 3. SIGINT cancels every loaded model (interrupt.ts) on top of tslab's own handling.
+// 3. SIGINT cancels every loaded model (interrupt.ts) on top of tslab's own handling, and the
+//    interrupted cell prints one line ("generation cancelled after N tokens; ...") instead of
+//    tslab's error and trace.
 //
 // tslab's `startKernel` is called with enableFindLocal: false, so a tslab installed in the
 // notebook's own node_modules does not take over (it would not have these additions).
@@ -15,7 +17,8 @@ import { createRequire } from "node:module";
 import * as path from "node:path";
 
 import { useTslabJupyterModule } from "./display";
-import { installInterruptHandler } from "./interrupt";
+import { Llama4ForCausalLM } from "../sdk/models/llama4/modeling_llama4";
+import { installInterruptHandler, installInterruptMessage, trackGenerations } from "./interrupt";
 import { nodePathEntries, patchTypeScriptSys, type TsSys } from "./node-path";
 
 interface StartKernelOptions {
@@ -49,6 +52,8 @@ export function main(argv = process.argv.slice(2)): void {
   patchTypeScriptSys(ts.sys, nodePathEntries());
   useTslabJupyterModule(fromTslab("./dist/jupyter.js"));
   installInterruptHandler();
+  trackGenerations(Llama4ForCausalLM);
+  installInterruptMessage();
 
   const { startKernel } = fromTslab("./dist/main.js") as { startKernel(o: StartKernelOptions): void };
   const version = (fromTslab("./package.json") as { version: string }).version;

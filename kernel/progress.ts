@@ -56,6 +56,15 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 
+/** `42s`, `3m 05s`, `1h 02m`: a time left, to the second under an hour. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "?";
+  const s = Math.round(seconds);
+  if (s < 60) return `${Math.max(0, seconds) < 10 ? Math.max(0, seconds).toFixed(1) : s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
 function formatCount(n: number, unit: string): string {
   return unit === "B" ? formatBytes(n) : `${n}${unit ? " " + unit : ""}`;
 }
@@ -128,13 +137,22 @@ export class ProgressBar {
     else if (!inKernel()) display({ "text/plain": this.text() });
   }
 
-  /** The bar as text: `description [#####-----] 50% 5/10 it 0.2s`. */
+  /** The bar as text: `description [#####-----] 50% 5/10 it 0.2s, 25.0 it/s, ETA 0.2s`. */
   text(): string {
-    const seconds = ((Date.now() - this.started) / 1000).toFixed(1);
     const label = this.description ? this.description + " " : "";
-    if (this.total === undefined || !(this.total > 0)) return `${label}${formatCount(this.n, this.unit)} ${seconds}s`;
+    if (this.total === undefined || !(this.total > 0)) return `${label}${formatCount(this.n, this.unit)} ${this.timing()}`;
     const f = this.n / this.total;
-    return `${label}${textBar(f)} ${Math.floor(f * 100)}% ${formatCount(this.n, this.unit)}/${formatCount(this.total, this.unit)} ${seconds}s`;
+    return `${label}${textBar(f)} ${Math.floor(f * 100)}% ${formatCount(this.n, this.unit)}/${formatCount(this.total, this.unit)} ${this.timing()}`;
+  }
+
+  /** Elapsed time, the rate so far and, with a total, the time left at that rate: `2.0s, 25.0 it/s, ETA 2.0s`. */
+  timing(): string {
+    const seconds = (Date.now() - this.started) / 1000;
+    if (this.n <= 0 || seconds <= 0) return `${seconds.toFixed(1)}s`;
+    const rate = this.n / seconds;
+    const rateText = this.unit === "B" ? `${formatBytes(rate)}/s` : `${rate.toFixed(1)} ${this.unit}/s`;
+    const left = this.total && this.total > this.n ? `, ETA ${formatDuration((this.total - this.n) / rate)}` : "";
+    return `${seconds.toFixed(1)}s, ${rateText}${left}`;
   }
 
   bundle(): MimeBundle {
@@ -144,7 +162,7 @@ export class ProgressBar {
       : formatCount(this.n, this.unit);
     const html = `<div class="llama4-ts-progress" style="font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)">` +
       (this.description ? `<span>${escapeHtml(this.description)}</span> ` : "") +
-      htmlBar(f) + ` <span>${escapeHtml(counts)}</span></div>`;
+      htmlBar(f) + ` <span>${escapeHtml(counts)}</span> <span style="opacity:0.7">${escapeHtml(this.timing())}</span></div>`;
     return { "text/plain": this.text(), "text/html": html };
   }
 

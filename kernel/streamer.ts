@@ -8,7 +8,7 @@
 import type { TokenDecoder } from "../sdk/generation/stopping_criteria";
 import { TextStreamer, type TextStreamerOptions } from "../sdk/generation/streamers";
 import { display, DisplayHandle, escapeHtml, inKernel, type MimeBundle } from "./display";
-import { Throttle } from "./progress";
+import { ProgressBar, Throttle } from "./progress";
 
 export interface DisplayStreamerOptions extends TextStreamerOptions {
   /** Minimum time between two display updates. Default 50 ms. */
@@ -73,5 +73,53 @@ export class DisplayStreamer extends TextStreamer {
     if (!inKernel()) return;
     if (this.handle) this.handle.update(this.bundle());
     else this.handle = display(this.bundle(), { display_id: true });
+  }
+}
+
+export interface GenerationProgressOptions {
+  /** The generate call's max_new_tokens: the bar's total. */
+  max_new_tokens: number;
+  /** Label in front of the bar. Default "generating". */
+  description?: string;
+  /** Minimum time between two display updates. Default 100 ms. */
+  min_interval_ms?: number;
+}
+
+/**
+ * A generate() streamer that shows a progress bar of the new tokens (count, tokens/s, time left
+ * at max_new_tokens) in place, for generations too long to watch as text. Each generate with it
+ * starts a new bar; the bar stays where the generation stopped (end of text or max_new_tokens).
+ *
+ *   await model.generate({ ...inputs, max_new_tokens: 256, streamer: new GenerationProgress({ max_new_tokens: 256 }) });
+ */
+export class GenerationProgress {
+  /** Tokens received after the prompt in the current generation. */
+  tokens = 0;
+  private bar: ProgressBar | null = null;
+  private nextIsPrompt = true;
+
+  constructor(private readonly options: GenerationProgressOptions) {
+    if (!Number.isInteger(options?.max_new_tokens) || options.max_new_tokens < 1) {
+      throw new Error(`GenerationProgress: max_new_tokens must be a positive whole number, got ${options?.max_new_tokens}`);
+    }
+  }
+
+  put(tokenIds: number[]): void {
+    if (this.nextIsPrompt) {
+      // generate's first put is the prompt: a new generation, a new bar.
+      this.nextIsPrompt = false;
+      this.tokens = 0;
+      this.bar = new ProgressBar({ total: this.options.max_new_tokens, unit: "tokens", description: this.options.description ?? "generating",
+        min_interval_ms: this.options.min_interval_ms });
+      return;
+    }
+    this.tokens += tokenIds.length;
+    this.bar?.set(this.tokens);
+  }
+
+  end(): void {
+    this.bar?.close();
+    this.bar = null;
+    this.nextIsPrompt = true;
   }
 }
