@@ -1,19 +1,21 @@
 // PretrainedConfig: config.json as an object whose fields keep their config.json names, filled
 // with transformers' defaults, with unknown keys kept and bad values rejected.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 
 import { PretrainedOptions, resolvePretrained } from "./hub";
+import { readTextFile } from "./utils/files";
+import { valueText } from "./utils/options";
+import { checkedProduct } from "./utils/sizes";
+
+const MAX_CONFIG_INTEGER = 2 ** 40;
+/** Most decoder layers a config may have (the per-layer lists are built from it). */
+export const MAX_LAYERS = 2 ** 16;
 
 export type JsonObject = Record<string, unknown>;
 
 export function readJsonFile(path: string): JsonObject {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new Error(`${path}: cannot read (${(e as Error).message})`);
-  }
+  const text = readTextFile(path);
   try {
     const value = JSON.parse(text);
     if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("not a JSON object");
@@ -27,35 +29,42 @@ export function readJsonFile(path: string): JsonObject {
 export class ConfigChecker {
   constructor(private readonly where: string) {}
 
-  int(value: unknown, key: string, min = 0): number {
+  /** An integer from `min` to `max` (by default 2^40, more than any model size: products of such sizes stay exact). */
+  int(value: unknown, key: string, min = 0, max = MAX_CONFIG_INTEGER): number {
     if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-      throw new Error(`${this.where}: "${key}" must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+      throw new Error(`${this.where}: "${key}" must be an integer >= ${min}, got ${valueText(value)}`);
     }
+    if (value > max) throw new Error(`${this.where}: "${key}" is ${value}, more than the ${max} it may be`);
     return value;
+  }
+
+  /** Checks that a product of config sizes (a weight's element count) stays below 2^50 elements. */
+  product(keys: string[], values: number[]): void {
+    checkedProduct(values, `${this.where}: ${keys.join(" x ")}`, 2 ** 50);
   }
 
   number(value: unknown, key: string, { positive = false } = {}): number {
     if (typeof value !== "number" || !Number.isFinite(value) || (positive && value <= 0)) {
-      throw new Error(`${this.where}: "${key}" must be a ${positive ? "positive " : ""}finite number, got ${JSON.stringify(value)}`);
+      throw new Error(`${this.where}: "${key}" must be a ${positive ? "positive " : ""}finite number, got ${valueText(value)}`);
     }
     return value;
   }
 
   bool(value: unknown, key: string): boolean {
-    if (typeof value !== "boolean") throw new Error(`${this.where}: "${key}" must be true or false, got ${JSON.stringify(value)}`);
+    if (typeof value !== "boolean") throw new Error(`${this.where}: "${key}" must be true or false, got ${valueText(value)}`);
     return value;
   }
 
   oneOf<T extends string>(value: unknown, key: string, allowed: readonly T[]): T {
     if (typeof value !== "string" || !allowed.includes(value as T)) {
-      throw new Error(`${this.where}: "${key}" must be one of ${allowed.map((a) => `"${a}"`).join(", ")}, got ${JSON.stringify(value)}`);
+      throw new Error(`${this.where}: "${key}" must be one of ${allowed.map((a) => `"${a}"`).join(", ")}, got ${valueText(value)}`);
     }
     return value as T;
   }
 
   intList(value: unknown, key: string): number[] {
-    if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v))) {
-      throw new Error(`${this.where}: "${key}" must be a list of integers, got ${JSON.stringify(value)}`);
+    if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v) && Math.abs(v) <= MAX_CONFIG_INTEGER)) {
+      throw new Error(`${this.where}: "${key}" must be a list of integers, got ${valueText(value)}`);
     }
     return value as number[];
   }

@@ -16,10 +16,11 @@
 // - 16-bit images keep the high byte. transformers 5.24 disagrees with itself there, and neither is copied:
 //   paths and URLs decode through torchvision to uint16 and are still rescaled by 1/255 (pixel values up
 //   to about 500), while PIL images clip 16-bit greyscale at 255.
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
 
+import { readRegularFile } from "./utils/files";
 import { checkOptions, describe } from "./utils/options";
 
 /** An 8-bit RGB image, pixels row-major with the three channels interleaved (HWC). */
@@ -57,6 +58,8 @@ export interface LoadImageOptions {
 
 export const LOAD_IMAGE_OPTION_KEYS = ["fetch", "timeout", "maxPixels"] as const;
 export const DEFAULT_MAX_PIXELS = 2 * 89478485;
+/** Largest image file read from disk: an uncompressed RGBA image at the default pixel limit. */
+const MAX_IMAGE_FILE_BYTES = 4 * DEFAULT_MAX_PIXELS + 2 ** 20;
 
 // PIL reads these (AVIF/HEIF since Pillow 11.2); sharp can also render SVG and PDF, which PIL cannot.
 const SUPPORTED_FORMATS = new Set(["jpeg", "png", "webp", "gif", "tiff", "heif", "avif"]);
@@ -86,7 +89,7 @@ export async function load_image(input: ImageInput, options: LoadImageOptions = 
   if (typeof input !== "string") {
     throw new TypeError(`load_image: expected a file path, an http(s) or data URL, base64 text, encoded bytes, a sharp instance or a RawImage, got ${describe(input)}`);
   }
-  if (/^https?:\/\//i.test(input)) return loadUrl(new URL(input), urlOptions, maxPixels);
+  if (/^https?:\/\//i.test(input)) return loadUrl(parseUrl(input), urlOptions, maxPixels);
   if (/^file:\/\//i.test(input)) return loadFile(filePathOf(input), maxPixels);
   if (input.startsWith("data:")) {
     const match = /^data:(image\/[^;,]*)(?:;[^,]*)?;base64,/i.exec(input);
@@ -123,6 +126,14 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+function parseUrl(text: string): URL {
+  try {
+    return new URL(text);
+  } catch {
+    throw new Error(`load_image: ${describe(text)} is not a valid URL`);
+  }
+}
+
 function filePathOf(url: string | URL): string {
   try {
     return fileURLToPath(url);
@@ -134,14 +145,9 @@ function filePathOf(url: string | URL): string {
 async function loadFile(path: string, maxPixels: number): Promise<RawImage> {
   let bytes: Buffer;
   try {
-    // Only regular files: a device such as /dev/zero would be read until memory runs out.
-    const info = await stat(path);
-    if (info.isDirectory()) throw new Error("is a directory, not an image file");
-    if (!info.isFile()) throw new Error("is not a regular file");
-    bytes = await readFile(path);
+    bytes = readRegularFile(path, MAX_IMAGE_FILE_BYTES);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`load_image: ${path}: ${code === "ENOENT" ? "no such file" : (e as Error).message}`);
+    throw new Error(`load_image: ${(e as Error).message}`);
   }
   return decodeBytes(bytes, path, maxPixels);
 }
@@ -155,11 +161,28 @@ async function loadUrl(url: URL, options: LoadImageOptions, maxPixels: number): 
   try {
     const response = await fetchImpl(url, { redirect: "follow", signal: timeout === undefined ? undefined : AbortSignal.timeout(timeout * 1000) });
     if (!response.ok) throw new Error(`HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}`);
-    bytes = Buffer.from(await response.arrayBuffer());
+    bytes = await readBody(response, MAX_IMAGE_FILE_BYTES);
   } catch (e) {
     throw new Error(`load_image: ${url.href}: ${messageChain(e)}`);
   }
   return decodeBytes(bytes, url.href, maxPixels);
+}
+
+/** A response body of at most `maxBytes`, read as it streams: an endless or huge body is cut off with an error
+ * rather than buffered until memory runs out. */
+async function readBody(response: Response, maxBytes: number): Promise<Buffer> {
+  const declared = Number(response.headers.get("content-length"));
+  const tooLarge = (n: number) => new Error(`the response is ${n} bytes or more, larger than the ${maxBytes} an image file may be`);
+  if (declared > maxBytes) throw tooLarge(declared);
+  if (!response.body) return Buffer.from(await response.arrayBuffer());
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    total += chunk.length;
+    if (total > maxBytes) throw tooLarge(total); // leaving the loop cancels the stream
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
 }
 
 /** The message with those of its causes: "fetch failed" hides the reason (refused, DNS, TLS) there. */

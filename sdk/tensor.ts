@@ -97,6 +97,7 @@ export function toIdMatrix(value: unknown, name: string): { data: Int32Array; ro
     if (value.dims.length !== 2) throw new Error(`${name} must be 2-D [batch, seq], got dims [${value.dims.join(", ")}]`);
     const data = Int32Array.from(value.data as ArrayLike<number>, (v) => {
       if (!Number.isInteger(v)) throw new Error(`${name} must hold integers, got ${v}`);
+      if (v < -(2 ** 31) || v >= 2 ** 31) throw new Error(`${name} holds ${v}, out of range (token ids are 32-bit integers)`);
       return v;
     });
     return { data, rows: value.dims[0], cols: value.dims[1] };
@@ -110,9 +111,8 @@ export function toIdMatrix(value: unknown, name: string): { data: Int32Array; ro
       throw new Error(`${name} rows must all have the same length (row 0 has ${cols}, row ${r} differs)`);
     }
     row.forEach((v, c) => {
-      if (typeof v !== "number" || !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) {
-        throw new Error(`${name}[${r}][${c}] = ${String(v)} is not an integer`);
-      }
+      if (typeof v !== "number" || !Number.isInteger(v)) throw new Error(`${name}[${r}][${c}] = ${String(v)} is not an integer`);
+      if (v < -(2 ** 31) || v >= 2 ** 31) throw new Error(`${name}[${r}][${c}] = ${v} is out of range (token ids are 32-bit integers)`);
       data[r * cols + c] = v;
     });
   });

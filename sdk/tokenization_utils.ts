@@ -6,7 +6,7 @@
 // @huggingface/jinja. Written here is only what those two lack, each marked where it is done:
 // padding and truncation (tokenizers.js has no batch API), transformers 5's decode defaults, the
 // Python-Jinja behaviours the Llama 4 template relies on, and the transformers call conventions.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Environment, Interpreter, parse as parseJinja, tokenize as lexJinja } from "@huggingface/jinja";
 import { Tokenizer as BackendTokenizer } from "@huggingface/tokenizers";
@@ -14,7 +14,9 @@ import { Tokenizer as BackendTokenizer } from "@huggingface/tokenizers";
 import { readJsonFile } from "./configuration_utils";
 import { HUB_OPTION_KEYS, resolvePretrained, type PretrainedOptions } from "./hub";
 import { Tensor } from "./tensor";
-import { checkOptions, closestName, describe, unknownOptionMessage } from "./utils/options";
+import { readTextFile } from "./utils/files";
+import { checkAffordable } from "./utils/sizes";
+import { checkOptions, closestName, describe, unknownOptionMessage, valueText } from "./utils/options";
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -236,9 +238,21 @@ function strftime(date: Date, format: string): string {
   });
 }
 
+// Limits of one rendering. Templates come from downloaded repos, so a runaway loop or an exploding string must
+// end in an error naming the template rather than take the process down (a huge range() is a fatal V8 error).
+// The bounds are far above what a chat template needs: the Llama 4 one renders a 1,000-message chat in ~30,000 steps.
+// A step is a node evaluated or an item of a list made or iterated (a loop over a list costs its length).
+const TEMPLATE_LIMITS = { items: 1_000_000, outputChars: 64 * 2 ** 20, steps: 2_000_000, seconds: 10 };
+
+class TemplateLimitError extends Error {}
+
 function pythonRange(start: number, stop?: number, step = 1): number[] {
   if (stop === undefined) [start, stop] = [0, start];
   if (step === 0) throw new Error("range() arg 3 must not be zero");
+  const length = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(length <= TEMPLATE_LIMITS.items)) {
+    throw new TemplateLimitError(`range(${start}, ${stop}, ${step}) would make ${length} items, more than the ${TEMPLATE_LIMITS.items} a template may`);
+  }
   const out: number[] = [];
   for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
   return out;
@@ -248,8 +262,8 @@ interface ForNode {
   iterable: { type: string; lhs?: unknown };
 }
 
-/** Renders a chat template with the variables transformers gives it. */
-function renderTemplate(source: string, variables: Record<string, unknown>): string {
+/** Renders a chat template with the variables transformers gives it; `name` says which template in errors. */
+function renderTemplate(source: string, variables: Record<string, unknown>, name: string): string {
   const program = compileTemplate(source);
   // The globals of transformers' sandbox. Template variables go in a child scope so that a variable
   // may shadow a global (Python allows it; @huggingface/jinja's Template.render would throw).
@@ -267,7 +281,26 @@ function renderTemplate(source: string, variables: Record<string, unknown>): str
 
   const interpreter = new Interpreter(scope) as unknown as {
     run(p: JinjaProgram): { value: unknown };
+    evaluate(node: unknown, env: Environment): { value: unknown };
     evaluateFor(node: ForNode, env: Environment): unknown;
+  };
+  // Every node goes through evaluate(): count the steps, watch the clock, and bound each value's size.
+  const evaluate = interpreter.evaluate.bind(interpreter);
+  const deadline = Date.now() + TEMPLATE_LIMITS.seconds * 1000;
+  let steps = 0;
+  interpreter.evaluate = (node, env) => {
+    if (++steps > TEMPLATE_LIMITS.steps) throw new TemplateLimitError(`more than ${TEMPLATE_LIMITS.steps} evaluation steps`);
+    if (Date.now() > deadline) throw new TemplateLimitError(`still rendering after ${TEMPLATE_LIMITS.seconds} s`);
+    const result = evaluate(node, env);
+    const value = result?.value;
+    if (Array.isArray(value)) steps += value.length;
+    if (typeof value === "string" && value.length > TEMPLATE_LIMITS.outputChars) {
+      throw new TemplateLimitError(`a string of ${value.length} characters, more than ${TEMPLATE_LIMITS.outputChars}`);
+    }
+    if (Array.isArray(value) && value.length > TEMPLATE_LIMITS.items) {
+      throw new TemplateLimitError(`a list of ${value.length} items, more than ${TEMPLATE_LIMITS.items}`);
+    }
+    return result;
   };
   // Python's Jinja iterates an undefined value as an empty sequence; @huggingface/jinja throws.
   // The Llama 4 template relies on it: it loops over `message['content']` of an assistant tool-call
@@ -290,8 +323,9 @@ function renderTemplate(source: string, variables: Record<string, unknown>): str
     result = interpreter.run(program);
   } catch (err) {
     const message = (err as Error).message ?? String(err);
+    if (err instanceof TemplateLimitError) throw new Error(`apply_chat_template: ${name} exceeds the rendering limits: ${message}`);
     if (message.startsWith("apply_chat_template:")) throw err;
-    throw new Error(`apply_chat_template: rendering the chat template failed: ${message}`);
+    throw new Error(`apply_chat_template: rendering ${name} failed: ${message}`);
   }
   return String(result.value);
 }
@@ -310,6 +344,7 @@ function normalizeConversation(conversation: unknown, where: string): Record<str
     if (message === null || typeof message !== "object" || Array.isArray(message)) {
       throw new TypeError(`apply_chat_template: ${at} must be an object with 'role' and 'content', got ${describe(message)}`);
     }
+    checkPlainData(message, `apply_chat_template: ${at}`);
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(message)) if (value !== null && value !== undefined) out[key] = value;
     if (typeof out.role !== "string" || out.role.length === 0) {
@@ -339,6 +374,17 @@ function normalizeConversation(conversation: unknown, where: string): Record<str
 }
 
 const CONTINUE_FINAL_MESSAGE_TAG = "CONTINUE_FINAL_MESSAGE_TAG ";
+
+/** Messages, tools and documents reach the template as JSON-like data: a value that contains itself, or nests
+ * deeper than any JSON a chat holds, would overflow the stack while it is converted. */
+function checkPlainData(value: unknown, where: string, path = "", ancestors: object[] = []): void {
+  if (value === null || typeof value !== "object") return;
+  if (ancestors.includes(value)) throw new TypeError(`${where}${path} refers to itself (a circular structure); messages must be plain JSON-like data`);
+  if (ancestors.length >= 64) throw new TypeError(`${where}${path} nests more than 64 levels deep`);
+  ancestors.push(value);
+  for (const [key, child] of Object.entries(value)) checkPlainData(child, where, `${path}${Array.isArray(value) ? `[${key}]` : `.${key}`}`, ancestors);
+  ancestors.pop();
+}
 
 
 /** A special-token entry of tokenizer_config.json: a string or a serialized AddedToken. */
@@ -413,6 +459,7 @@ export class PreTrainedTokenizer extends CallableInstance {
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown> = {}, name_or_path = "") {
     super();
     this.name_or_path = name_or_path;
+    checkTokenizerJson(tokenizerJson, name_or_path ? join(name_or_path, "tokenizer.json") : "tokenizer.json");
     const config = tokenizerConfig;
     for (const attr of SPECIAL_TOKENS_ATTRIBUTES) {
       const content = tokenContent(config[attr]);
@@ -488,7 +535,7 @@ export class PreTrainedTokenizer extends CallableInstance {
       for (const [key, value] of Object.entries(map)) if (config[key] === undefined) config[key] = value;
     }
     if (existsSync(file("chat_template.jinja"))) {
-      config.chat_template = readFileSync(file("chat_template.jinja"), "utf8");
+      config.chat_template = readTextFile(file("chat_template.jinja"));
     } else if (existsSync(file("chat_template.json"))) {
       config.chat_template = readJsonFile(file("chat_template.json")).chat_template;
     }
@@ -497,7 +544,14 @@ export class PreTrainedTokenizer extends CallableInstance {
       if (value !== undefined) config[key] = value;
     }
     const json = readJsonFile(file("tokenizer.json"));
-    return new this(json, config, pathOrId);
+    try {
+      return new this(json, config, pathOrId);
+    } catch (err) {
+      // The tokenizers library's own errors ("x.map is not a function") name no file: say which files built it.
+      const message = (err as Error)?.message ?? String(err);
+      if (message.includes("tokenizer.json") || message.includes("tokenizer_config.json")) throw err;
+      throw new Error(`${dir}: cannot build the tokenizer from tokenizer.json and tokenizer_config.json: ${message}`, { cause: err });
+    }
   }
 
   // ----- special tokens ------------------------------------------------------------------------
@@ -693,6 +747,11 @@ export class PreTrainedTokenizer extends CallableInstance {
     if (documents !== null && (!Array.isArray(documents) || documents.some((d) => d === null || typeof d !== "object"))) {
       throw new TypeError("apply_chat_template: documents must be an array of objects with 'title' and 'text'");
     }
+    if (tokenizer_kwargs === null || typeof tokenizer_kwargs !== "object" || Array.isArray(tokenizer_kwargs)) {
+      throw new TypeError(`apply_chat_template: tokenizer_kwargs must be an object of tokenizer options, got ${describe(tokenizer_kwargs)}`);
+    }
+    checkPlainData(tools, "apply_chat_template: tools");
+    checkPlainData(documents, "apply_chat_template: documents");
     if (continue_final_message && add_generation_prompt) {
       throw new Error("apply_chat_template: continue_final_message and add_generation_prompt are not compatible; use continue_final_message to continue the final message, add_generation_prompt to start a new assistant message");
     }
@@ -730,7 +789,7 @@ export class PreTrainedTokenizer extends CallableInstance {
         tools,
         documents,
         add_generation_prompt,
-      });
+      }, chat_template !== null ? "the chat_template option's template" : `the chat template of ${this.name_or_path || "this tokenizer"}`);
       if (finalText !== undefined) {
         const tag = CONTINUE_FINAL_MESSAGE_TAG.trim();
         if (!text.includes(finalText.trim()) || !text.includes(tag)) {
@@ -879,6 +938,7 @@ export class PreTrainedTokenizer extends CallableInstance {
     if (target !== null && plan.pad_to_multiple_of !== null && target % plan.pad_to_multiple_of !== 0) {
       target = (Math.floor(target / plan.pad_to_multiple_of) + 1) * plan.pad_to_multiple_of;
     }
+    if (target !== null) checkPaddedSize(fnName, rows.length, target);
     const padId = this.pad_token_id as number;
     const ids: number[][] = [];
     const masks: number[][] = [];
@@ -909,6 +969,17 @@ export class PreTrainedTokenizer extends CallableInstance {
   }
 }
 
+/** Refuses padding a batch to a length that cannot be held or afforded, before building the rows. */
+function checkPaddedSize(fnName: string, rows: number, target: number): void {
+  // Ids and mask as JS arrays and as int32 tensors: about 24 bytes a position.
+  if (target > MAX_ROW_LENGTH) {
+    throw new Error(`${fnName}: padding to ${target} positions: a row longer than ${MAX_ROW_LENGTH} ids cannot be held (check max_length / pad_to_multiple_of)`);
+  }
+  checkAffordable(rows * target * 24, `${fnName}: padding ${rows} row(s) to ${target} positions (max_length / pad_to_multiple_of)`);
+}
+/** Longest row a JS array holds (V8's FixedArray limit). */
+const MAX_ROW_LENGTH = 2 ** 27 - 3;
+
 interface Plan {
   add_special_tokens: boolean;
   pad: "longest" | "max_length" | null;
@@ -918,6 +989,62 @@ interface Plan {
   padding_side: Side;
   return_tensors: "pt" | null;
   return_attention_mask: boolean;
+}
+
+/** Ids past the entries that a tokenizer.json may leave unused: the tokenizers library indexes its vocabulary by
+ * id, so an id of 2^31 would make it walk an array of that length. */
+const MAX_UNUSED_IDS = 2 ** 20;
+
+/** The structure of tokenizer.json that the tokenizers library relies on, checked so that a malformed file is
+ * named in the error rather than failing inside the library. */
+function checkTokenizerJson(json: Record<string, unknown>, file: string): void {
+  const bad = (msg: string): never => {
+    throw new Error(`${file}: ${msg}`);
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  const model = json.model;
+  if (!isObject(model)) bad(`"model" must be an object, got ${describe(model)}`);
+  const m = model as Record<string, unknown>;
+  if (m.type !== undefined && typeof m.type !== "string") bad(`"model.type" must be a string, got ${describe(m.type)}`);
+  for (const key of ["normalizer", "pre_tokenizer", "post_processor", "decoder"]) {
+    const v = json[key];
+    if (v !== undefined && v !== null && !(isObject(v) && typeof v.type === "string")) bad(`"${key}" must be null or an object with a "type", got ${describe(v)}`);
+  }
+  let entries = 0;
+  let maxId = -1;
+  let maxToken = "";
+  const checkId = (id: unknown, token: string, where: string) => {
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= 2 ** 31) bad(`${where}: id of ${describe(token)} must be an integer in [0, 2^31), got ${valueText(id)}`);
+    entries++;
+    if ((id as number) > maxId) [maxId, maxToken] = [id as number, token];
+  };
+  const vocab = m.vocab;
+  if (Array.isArray(vocab)) {
+    vocab.forEach((e, i) => {
+      if (!Array.isArray(e) || typeof e[0] !== "string" || typeof e[1] !== "number") bad(`"model.vocab"[${i}] must be a [token, score] pair, got ${describe(e)}`);
+      checkId(i, e[0], "model.vocab");
+    });
+  } else if (isObject(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) checkId(id, token, "model.vocab");
+  } else if (vocab !== undefined) {
+    bad(`"model.vocab" must be an object of token -> id (or a list of [token, score]), got ${describe(vocab)}`);
+  }
+  if (m.type === "BPE" && m.merges !== undefined && !Array.isArray(m.merges)) bad(`"model.merges" must be a list, got ${describe(m.merges)}`);
+  if (Array.isArray(m.merges)) {
+    m.merges.forEach((merge, i) => {
+      const pair = Array.isArray(merge) ? merge.length === 2 && merge.every((p) => typeof p === "string") : typeof merge === "string";
+      if (!pair) bad(`"model.merges"[${i}] must be "a b" or ["a", "b"], got ${describe(merge)}`);
+    });
+  }
+  const added = json.added_tokens ?? [];
+  if (!Array.isArray(added)) bad(`"added_tokens" must be a list, got ${describe(added)}`);
+  (added as unknown[]).forEach((t, i) => {
+    if (!isObject(t) || typeof t.content !== "string") bad(`"added_tokens"[${i}] must be an object with a string "content", got ${describe(t)}`);
+    checkId((t as Record<string, unknown>).id, (t as Record<string, string>).content, `added_tokens[${i}]`);
+  });
+  if (maxId >= entries + MAX_UNUSED_IDS) {
+    bad(`id ${maxId} of ${describe(maxToken)} is far past the ${entries} tokens: the vocabulary would be indexed up to it, leaving ${maxId + 1 - entries} ids unused (at most ${MAX_UNUSED_IDS} may be)`);
+  }
 }
 
 function modelSize(vocab: unknown): number {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 import { Llama4ForCausalLM } from "../sdk";
 import { modelDir } from "./helpers/fixtures";
-import { readRaw, writeRaw } from "./helpers/safetensors";
+import { dropTensor, readRaw, writeRaw } from "./helpers/safetensors";
 
 const SOURCE = modelDir("tiny-llama4-f32");
 let scratch: string;
@@ -113,7 +113,12 @@ describe("malformed checkpoints", () => {
   });
 
   test("missing tensor", async () => {
-    const dir = brokenCopy((d) => editHeader(d, (h) => delete h["model.layers.1.self_attn.o_proj.weight"]));
+    const dir = brokenCopy((d) => {
+      const path = join(d, "model.safetensors");
+      const raw = readRaw(path);
+      dropTensor(raw, "model.layers.1.self_attn.o_proj.weight");
+      writeRaw(path, raw);
+    });
     await expect(load(dir)).rejects.toThrow(/missing tensor model\.layers\.1\.self_attn\.o_proj\.weight/);
   });
 

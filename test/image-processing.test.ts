@@ -337,7 +337,7 @@ describe("bad input is a clear error naming the culprit", () => {
     // a long directory path that could also be base64 text is still reported as a directory
     const dir = join(scratch, "a".repeat(40));
     mkdirSync(dir, { recursive: true });
-    await expect(load_image(dir)).rejects.toThrow(`load_image: ${dir}: is a directory, not an image file`);
+    await expect(load_image(dir)).rejects.toThrow(`load_image: ${dir}: is a directory, not a file`);
     await expect(load_image("/dev/zero")).rejects.toThrow("load_image: /dev/zero: is not a regular file");
     await expect(load_image("file://img/la.png")).rejects.toThrow(/load_image: file:\/\/img\/la\.png: not a usable file URL \(.*host/);
   });

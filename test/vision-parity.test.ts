@@ -190,7 +190,7 @@ describe("vision errors are rejected promises naming the cause", () => {
       h["vision_model.class_embedding_renamed"] = h["vision_model.class_embedding"];
       delete h["vision_model.class_embedding"];
     });
-    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/: missing tensor vision_model\.class_embedding$/);
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/: missing tensor vision_model\.class_embedding \(the model config\.json describes needs it\)$/);
   });
 
   test("a text-only checkpoint has no vision tower", async () => {

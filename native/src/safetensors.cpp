@@ -233,7 +233,8 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
 
 const TensorInfo& Checkpoint::get(const std::string& name) const {
   auto it = tensors_.find(name);
-  if (it == tensors_.end()) throw std::runtime_error(dir_ + ": missing tensor " + name);
+  if (it == tensors_.end())
+    throw std::runtime_error(dir_ + ": missing tensor " + name + " (the model config.json describes needs it)");
   return it->second;
 }
 

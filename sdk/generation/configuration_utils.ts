@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 
+import { valueText } from "../utils/options";
 import { JsonObject, readJsonFile } from "../configuration_utils";
 
 const DEFAULTS = {
@@ -82,9 +83,11 @@ export class GenerationConfig {
 
   /** Rejects values transformers would reject, naming the option. */
   validate(): void {
+    // null means "unset" (or "off", for top_k), except for these, which always hold a number.
+    const required = ["max_length", "min_length", "num_return_sequences"];
     const posInt = (k: string, v: unknown, min = 1) => {
-      if (v !== null && (!Number.isInteger(v) || (v as number) < min)) {
-        throw new Error(`generate: ${k} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+      if ((v !== null || required.includes(k)) && (!Number.isInteger(v) || (v as number) < min)) {
+        throw new Error(`generate: ${k} must be an integer >= ${min}, got ${valueText(v)}`);
       }
     };
     posInt("max_new_tokens", this.max_new_tokens);
@@ -100,7 +103,7 @@ export class GenerationConfig {
     this.validateCacheConfig();
     if (this.num_beams !== 1) throw new Error("generate: beam search (num_beams > 1) is not supported");
     if (!(typeof this.temperature === "number" && this.temperature > 0)) {
-      throw new Error(`generate: temperature must be a positive number, got ${JSON.stringify(this.temperature)}`);
+      throw new Error(`generate: temperature must be a positive number, got ${valueText(this.temperature)}`);
     }
     if (this.top_p !== null && !(this.top_p > 0 && this.top_p <= 1)) throw new Error(`generate: top_p must be in (0, 1], got ${this.top_p}`);
     if (this.min_p !== null && !(this.min_p >= 0 && this.min_p <= 1)) throw new Error(`generate: min_p must be in [0, 1], got ${this.min_p}`);

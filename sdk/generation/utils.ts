@@ -65,6 +65,13 @@ const CALL_KEYS = ["input_ids", "attention_mask", "generation_config", "streamer
   "stopping_criteria", "generator", "output_trace", "expert_mask", "pixel_values", "image_features", "cache", "past_key_values"] as const;
 
 export async function generate(model: Llama4ForCausalLM, options: GenerateOptions): Promise<Tensor | GenerateOutput> {
+  const streamer = options?.streamer as unknown;
+  if (streamer !== undefined && streamer !== null) {
+    const s = streamer as Record<string, unknown>;
+    if (typeof streamer !== "object" || typeof s.put !== "function" || typeof s.end !== "function") {
+      throw new TypeError(`generate: streamer must be an object with put() and end() methods (a TextStreamer, say), got ${describe(streamer)}`);
+    }
+  }
   try {
     return await generateWithStreamer(model, options);
   } catch (err) {
@@ -123,7 +130,7 @@ async function generateWithStreamer(model: Llama4ForCausalLM, options: GenerateO
     if (config.top_p !== null && config.top_p < 1.0) processors.push(new TopPLogitsWarper(config.top_p));
     if (config.min_p !== null) processors.push(new MinPLogitsWarper(config.min_p));
   }
-  processors.push(...(options.logits_processor ?? []));
+  processors.push(...userHooks(options.logits_processor, "logits_processor", "process"));
 
   const criteria: StoppingCriteria[] = [new MaxLengthCriteria(maxLength)];
   if (eos.length) criteria.push(new EosTokenCriteria(eos));
@@ -131,11 +138,14 @@ async function generateWithStreamer(model: Llama4ForCausalLM, options: GenerateO
     if (!options.tokenizer) throw new Error("generate: stop_strings needs the tokenizer: generate({ ..., stop_strings, tokenizer })");
     criteria.push(new StopStringCriteria(options.tokenizer, config.stop_strings));
   }
-  criteria.push(...(options.stopping_criteria ?? []));
+  criteria.push(...userHooks(options.stopping_criteria, "stopping_criteria", "done"));
 
   const streamer = options.streamer;
   if (streamer && B > 1) throw new Error("generate: streamers only support a batch of one sequence");
   const random = options.generator ?? globalRandom;
+  if (typeof (random as Partial<Random>)?.next !== "function") {
+    throw new TypeError(`generate: generator must be a Random (new Random(seed)), got ${describe(options.generator)}`);
+  }
   const V = model.text_config.vocab_size;
   const scoresOut: Tensor[] = [];
   const logitsOut: Tensor[] = [];
@@ -224,7 +234,7 @@ async function generateWithStreamer(model: Llama4ForCausalLM, options: GenerateO
       maskRows[b].push(1);
     });
     streamer?.put([next[0]]);
-    for (const c of criteria) c.done(rows, promptLength).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
+    for (const c of criteria) doneFlags(c, rows, promptLength, B).forEach((d, b) => (unfinished[b] = unfinished[b] && !d));
     const feed = () => {
       stopIfCancelled();
       return model.forward({
@@ -330,4 +340,35 @@ function sample(row: Float32Array, random: Random): number {
   // rounding left a sliver: the last token with non-zero probability
   for (let i = probs.length - 1; i >= 0; i--) if (probs[i] > 0) return i;
   return 0;
+}
+
+/** The user's logits processors or stopping criteria, checked to have the method generate calls, each wrapped so
+ * that an error thrown inside names which one it was. */
+function userHooks<T extends object>(list: T[] | undefined, option: string, method: "process" | "done"): T[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw new TypeError(`generate: ${option} must be an array, got ${describe(list)}`);
+  return list.map((hook, i) => {
+    const fn = (hook as Record<string, unknown> | null)?.[method];
+    if (typeof fn !== "function") {
+      throw new TypeError(`generate: ${option}[${i}] must be an object with a ${method}() method, got ${describe(hook)}`);
+    }
+    const wrapped = Object.create(hook) as Record<string, unknown>;
+    wrapped[method] = (...args: unknown[]) => {
+      try {
+        return (fn as (...a: unknown[]) => unknown).apply(hook, args);
+      } catch (err) {
+        throw new Error(`generate: ${option}[${i}] (${describe(hook)}) threw: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      }
+    };
+    return wrapped as T;
+  });
+}
+
+/** A stopping criterion's answer, checked to be one flag per row. */
+function doneFlags(c: StoppingCriteria, rows: number[][], promptLength: number, B: number): boolean[] {
+  const flags = c.done(rows, promptLength) as unknown;
+  if (!Array.isArray(flags) || flags.length !== B) {
+    throw new TypeError(`generate: stopping criterion ${describe(c)} returned ${describe(flags)}, not one boolean per row (${B})`);
+  }
+  return flags as boolean[];
 }

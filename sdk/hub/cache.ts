@@ -8,11 +8,12 @@
 //
 // The hub cache directory itself comes from @huggingface/hub's getHFHubCachePath() (HF_HUB_CACHE,
 // then HF_HOME/hub, then XDG_CACHE_HOME/huggingface/hub, then ~/.cache/huggingface/hub).
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
+import { readTextFile } from "../utils/files";
 import { getHFHubCachePath, getRepoFolderName } from "@huggingface/hub";
 
 export const COMMIT_RE = /^[0-9a-f]{40}$/;
@@ -63,7 +64,7 @@ export function hubToken(explicit?: string): string | undefined {
   const home = process.env.HF_HOME ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "huggingface");
   const path = process.env.HF_TOKEN_PATH ?? join(home, "token");
   try {
-    if (existsSync(path)) return readFileSync(path, "utf8").trim() || undefined;
+    if (existsSync(path)) return readTextFile(path, 4096).trim() || undefined;
   } catch {
     // unreadable token file: behave as if there were none
   }
@@ -116,7 +117,7 @@ export class RepoCache {
   commitFor(revision: string): string | undefined {
     if (COMMIT_RE.test(revision)) return revision;
     try {
-      const commit = readFileSync(this.refPath(revision), "utf8").trim();
+      const commit = readTextFile(this.refPath(revision), 4096).trim();
       return COMMIT_RE.test(commit) ? commit : undefined;
     } catch {
       return undefined;

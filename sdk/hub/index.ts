@@ -4,13 +4,14 @@
 // Metadata comes from @huggingface/hub: modelInfo (revision -> commit sha) and pathsInfo (which of
 // the requested paths exist at that commit, with their size, git oid and LFS sha256). Only the
 // requested files are ever fetched: no tree listing, no snapshot of the whole repo.
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { HubApiError, modelInfo, pathsInfo } from "@huggingface/hub";
 
 import { checkRelativePath, COMMIT_RE, hubCacheDir, hubEndpoint, hubToken, isOfflineFromEnv, RepoCache } from "./cache";
 import { ensureFile, type DownloadContext, type RemoteFile } from "./download";
 import { describeCause, HubError, isConnectionError } from "./errors";
+import { readTextFile } from "../utils/files";
 
 export { HubError, type HubErrorCode } from "./errors";
 
@@ -95,7 +96,7 @@ export async function resolvePretrained(idOrPath: string, request: FileRequest, 
 export function shardsOfIndex(indexPath: string, repoId: string): string[] {
   let weightMap: unknown;
   try {
-    weightMap = (JSON.parse(readFileSync(indexPath, "utf8")) as { weight_map?: unknown }).weight_map;
+    weightMap = (JSON.parse(readTextFile(indexPath)) as { weight_map?: unknown }).weight_map;
   } catch (err) {
     throw new Error(`${repoId}: cannot read ${SAFE_WEIGHTS_INDEX_NAME} (${describeCause(err)})`);
   }

@@ -14,7 +14,7 @@ export function readRegularFile(path: string, maxBytes = MAX_TEXT_FILE_BYTES): B
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${path}: cannot read (${code === "ENOENT" ? "no such file" : (e as Error).message})`);
+    throw new Error(`${path}: ${code === "ENOENT" ? "no such file" : `cannot read (${(e as Error).message})`}`);
   }
   try {
     const info = fstatSync(fd);

@@ -87,3 +87,11 @@ export function describe(value: unknown): string {
   if (typeof value === "object") return (value as object).constructor?.name ? `a ${(value as object).constructor.name}` : "an object";
   return `${typeof value} ${String(value)}`;
 }
+
+/** A value as a message quotes it: numbers as written (NaN and Infinity included, where JSON would say null),
+ * strings quoted, other values described. */
+export function valueText(value: unknown): string {
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+  if (value === undefined) return "undefined";
+  return describe(value);
+}

@@ -35,6 +35,16 @@ export function writeRaw(path: string, file: RawSafetensors): void {
   writeFileSync(path, Buffer.concat([len, json, file.data]));
 }
 
+/** Removes a tensor and its bytes, moving the later tensors down, so the data section stays exactly covered. */
+export function dropTensor(file: RawSafetensors, name: string): void {
+  const [begin, end] = file.header[name].data_offsets;
+  delete file.header[name];
+  for (const e of Object.values(file.header)) {
+    if (e.data_offsets[0] >= end) e.data_offsets = [e.data_offsets[0] - (end - begin), e.data_offsets[1] - (end - begin)];
+  }
+  file.data = Buffer.concat([file.data.subarray(0, begin), file.data.subarray(end)]);
+}
+
 export interface Golden {
   shape: number[];
   data: Float32Array | Int32Array;

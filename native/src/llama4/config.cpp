@@ -198,7 +198,8 @@ TextConfig TextConfig::from_json(const Json& root, const std::string& where) {
   c.attn_temperature_tuning = r.flag("attn_temperature_tuning", true);
   c.floor_scale = r.real("floor_scale", 8192);
   c.attn_scale = r.real("attn_scale", 0.1);
-  if (c.floor_scale <= 0) throw std::runtime_error(where + ": \"floor_scale\" must be > 0");
+  // It divides positions before a log; below 1 the attention scale grows without bound (infinite in f32).
+  if (!(c.floor_scale >= 1)) throw std::runtime_error(where + ": \"floor_scale\" must be >= 1, got " + number_text(c.floor_scale));
   const Json& act = (*text)["hidden_act"];
   if (!act.is_null() && (!act.is_string() || act.string() != "silu"))
     throw std::runtime_error(where + ": hidden_act must be \"silu\" for the Llama 4 text model");

@@ -1,6 +1,7 @@
 // Llama4TextConfig, Llama4VisionConfig and Llama4Config: transformers' defaults (Scout sizes) and
 // the per-layer lists transformers derives from them.
-import { ConfigChecker, JsonObject, loadConfigJson, PretrainedConfig } from "../../configuration_utils";
+import { ConfigChecker, JsonObject, loadConfigJson, MAX_LAYERS, PretrainedConfig } from "../../configuration_utils";
+import { valueText } from "../../utils/options";
 import { PretrainedOptions } from "../../hub";
 
 const TEXT_DEFAULTS: JsonObject = {
@@ -121,14 +122,19 @@ export class Llama4TextConfig extends PretrainedConfig {
       c.fail(`num_experts_per_tok (${this.num_experts_per_tok}) exceeds num_local_experts (${this.num_local_experts})`);
     }
     c.number(this.rms_norm_eps, "rms_norm_eps", { positive: true });
-    c.number(this.floor_scale, "floor_scale", { positive: true });
+    // It divides positions before a log; below 1 the attention scale grows without bound (infinite in f32).
+    if (c.number(this.floor_scale, "floor_scale") < 1) c.fail(`"floor_scale" must be >= 1, got ${this.floor_scale}`);
     c.number(this.attn_scale, "attn_scale");
     for (const key of ["use_qk_norm", "attn_temperature_tuning", "tie_word_embeddings", "attention_bias"]) c.bool(this[key], key);
     c.oneOf(this.hidden_act, "hidden_act", ["silu"]);
     if (this.attention_chunk_size !== null) c.int(this.attention_chunk_size, "attention_chunk_size", 1);
     this.rope_parameters = this.readRope(c);
 
-    const L = this.num_hidden_layers;
+    const L = c.int(this.num_hidden_layers, "num_hidden_layers", 1, MAX_LAYERS);
+    c.product(["num_attention_heads", "head_dim", "hidden_size"], [this.num_attention_heads, this.head_dim, this.hidden_size]);
+    c.product(["vocab_size", "hidden_size"], [this.vocab_size, this.hidden_size]);
+    c.product(["num_local_experts", "intermediate_size", "hidden_size", "3"], [this.num_local_experts, this.intermediate_size, this.hidden_size, 3]);
+    c.product(["intermediate_size_mlp", "hidden_size", "3"], [this.intermediate_size_mlp, this.hidden_size, 3]);
     const interval = c.int(this.no_rope_layer_interval, "no_rope_layer_interval", 1);
     const noRope = this.no_rope_layers as unknown;
     if (noRope === null || (Array.isArray(noRope) && noRope.length === 0)) {
@@ -185,6 +191,7 @@ export class Llama4VisionConfig extends PretrainedConfig {
       "patch_size", "vision_output_dim", "projector_input_dim", "projector_output_dim"]) {
       c.int(this[key], key, 1);
     }
+    c.int(this.num_hidden_layers, "num_hidden_layers", 1, MAX_LAYERS);
     c.number(this.pixel_shuffle_ratio, "pixel_shuffle_ratio", { positive: true });
   }
 }
@@ -236,7 +243,7 @@ export function llama4ConfigFromJson(json: JsonObject, where: string): Llama4Con
   const type = json.model_type;
   if (type === "llama4" || (type === undefined && "text_config" in json)) return new Llama4Config(json, where);
   if (type === "llama4_text" || type === undefined) return new Llama4TextConfig(json, where);
-  throw new Error(`${where}: model_type "${String(type)}" is not a Llama 4 model (expected "llama4" or "llama4_text")`);
+  throw new Error(`${where}: model_type ${valueText(type)} is not a Llama 4 model (expected "llama4" or "llama4_text")`);
 }
 
 export async function loadLlama4Config(pathOrId: string, options: PretrainedOptions = {}) {

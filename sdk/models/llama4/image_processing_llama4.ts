@@ -14,6 +14,7 @@ import { HUB_OPTION_KEYS, hubOptionsOf, resolvePretrained, type PretrainedOption
 import { load_image, RawImage, resizeBilinearAntialias, type ImageInput, type LoadImageOptions } from "../../image_utils";
 import { Tensor } from "../../tensor";
 import { CallableInstance } from "../../tokenization_utils";
+import { checkAffordable, checkedProduct } from "../../utils/sizes";
 import { checkOptions, describe } from "../../utils/options";
 
 /** PILImageResampling.BILINEAR, the only resampling Llama 4 uses. */
@@ -235,11 +236,26 @@ function resolveSettings(base: Settings, overrides: Record<string, unknown>, whe
         break;
     }
   }
+  checkCanvasCost(s, where);
   if (s.do_normalize && !s.do_rescale) {
     // torchvision's normalize refuses uint8 input, so transformers raises here too.
     throw new Error(`${where}: do_normalize without do_rescale is not supported (transformers' torchvision backend cannot normalise uint8 pixels)`);
   }
   return s;
+}
+
+/** Most tiles a canvas may have: find_supported_resolutions enumerates every grid up to it. */
+const MAX_PATCHES_LIMIT = 2 ** 16;
+
+/** Refuses a max_patches / size whose largest canvas would cost absurd time or memory, before any image. */
+function checkCanvasCost(s: Settings, where: string): void {
+  if (s.max_patches > MAX_PATCHES_LIMIT) {
+    throw new Error(`${where}: max_patches ${s.max_patches} is more than the ${MAX_PATCHES_LIMIT} tiles a canvas may have`);
+  }
+  // pixel_values of the largest canvas (plus the global tile), float32, and the resized image in RGB bytes.
+  const tileValues = checkedProduct([3, s.size.height, s.size.width], `${where}: size`);
+  const bytes = checkedProduct([s.max_patches + 1, tileValues, 5], `${where}: max_patches x size`);
+  checkAffordable(bytes, `${where}: max_patches ${s.max_patches} at size ${s.size.height}: the largest canvas`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 // Llama4ForCausalLM / Llama4ForConditionalGeneration over the native engine, named and shaped as
 // in transformers' modeling_llama4.py (snake_case options, async where Python blocks).
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
 import { readJsonFile } from "../../configuration_utils";
+import { readTextFile } from "../../utils/files";
+import { valueText } from "../../utils/options";
+import { checkAffordable, checkedProduct } from "../../utils/sizes";
 import { GenerationConfig } from "../../generation/configuration_utils";
 import { generate, GenerateOptions, GenerateOutput } from "../../generation/utils";
 import { HUB_OPTION_KEYS, PretrainedOptions, resolvePretrained } from "../../hub";
@@ -108,6 +111,18 @@ export class DynamicCache {
   constructor(readonly native: NativeKVCache) {}
   get_seq_length(): number {
     return this.native.length;
+  }
+}
+
+/** Logits with NaN or infinity would decode to arbitrary tokens without a word: they become an error that says
+ * where they first appear (a checkpoint whose weights hold non-finite values, or inputs that drive it there). */
+function checkFinite(logits: Float32Array, V: number, kept: number, source: string): void {
+  for (let i = 0; i < logits.length; i++) {
+    if (!Number.isFinite(logits[i])) {
+      const row = Math.floor(i / V);
+      throw new Error(`forward: the logits hold ${logits[i]} (batch ${Math.floor(row / kept)}, kept position ${row % kept}, token ${i % V}): ` +
+        `the weights or config.json values of ${source}, or the inputs, lead to non-finite values`);
+    }
   }
 }
 
@@ -264,6 +279,11 @@ export class Llama4PreTrainedModel {
     if (kv_cache_dtype !== undefined && !KV_CACHE_DTYPES.includes(kv_cache_dtype)) {
       throw new Error(`new_cache: kv_cache_dtype ${JSON.stringify(kv_cache_dtype)} is not supported: use ${KV_CACHE_DTYPES.map((d) => `"${d}"`).join(", ")}`);
     }
+    if (!Number.isInteger(batch) || batch < 1) throw new Error(`new_cache: batch must be an integer >= 1, got ${valueText(batch)}`);
+    // What one position of the cache will cost across the batch: a batch that cannot hold even one is refused now.
+    const t = this.text_config;
+    const perToken = checkedProduct([2, t.num_hidden_layers, t.num_key_value_heads, t.head_dim, 4, batch], "new_cache: bytes per position");
+    checkAffordable(perToken, `new_cache(${batch}): one position of the KV cache for a batch of ${batch}`);
     return new DynamicCache(this.engine.createCache(batch, kv_cache_dtype));
   }
 
@@ -320,7 +340,7 @@ export class Llama4PreTrainedModel {
     for (const stale of ["model.safetensors.index.json"]) rmSync(join(target, stale), { force: true });
     const configPath = join(this.source_dir, "config.json");
     readJsonFile(configPath); // validated at load; still a JSON object
-    writeFileSync(join(target, "config.json"), withTopLevelKey(readFileSync(configPath, "utf8"), "quantization_config", quantization));
+    writeFileSync(join(target, "config.json"), withTopLevelKey(readTextFile(configPath), "quantization_config", quantization));
     const generation = join(this.source_dir, "generation_config.json");
     if (existsSync(generation)) copyFileSync(generation, join(target, "generation_config.json"));
   }
@@ -447,6 +467,16 @@ export class Llama4PreTrainedModel {
     return result;
   }
 
+  /** Refuses a call whose activations and logits would not fit in memory, saying what they would need. */
+  private checkForwardCost(rows: number, cols: number, keep: number): void {
+    const t = this.text_config;
+    const widest = Math.max(t.hidden_size, t.intermediate_size * t.num_experts_per_tok, t.intermediate_size_mlp, t.num_attention_heads * t.head_dim);
+    // Logits of the kept positions, plus a few rows of the widest activation per token (f32).
+    const logits = checkedProduct([rows, keep > 0 ? Math.min(keep, cols) : cols, t.vocab_size, 4], "forward: logits bytes");
+    const activations = checkedProduct([rows, cols, widest, 4, 8], "forward: activation bytes");
+    checkAffordable(logits + activations, `forward: input_ids of ${rows} x ${cols} tokens (logits and activations)`);
+  }
+
   /** Runs the decoder; the classes below shape its outputs as their transformers namesakes do. */
   protected async run(inputs: Llama4ForwardInputs): Promise<Llama4CausalLMOutput> {
     if (!inputs || inputs.input_ids === undefined) throw new Error("forward: input_ids is required");
@@ -469,6 +499,7 @@ export class Llama4PreTrainedModel {
     const expertOverride = inputs.expert_mask ? this.expertOverride(inputs.expert_mask) : undefined;
     const keep = inputs.logits_to_keep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new Error(`logits_to_keep must be a non-negative integer, got ${keep}`);
+    this.checkForwardCost(ids.rows, ids.cols, keep);
     this.warnPastMaxPositions(positions ? Math.max(...positions.data) + 1 : pastLength + ids.cols);
     // Last: the vision tower is the expensive part, so every other input is checked before it runs.
     const imageFeatures = await this.imageFeaturesFor(inputs, ids.data);
@@ -490,6 +521,7 @@ export class Llama4PreTrainedModel {
     });
     const V = this.text_config.vocab_size;
     const H = this.text_config.hidden_size;
+    checkFinite(out.logits, V, out.kept, this.source_dir);
     const result: Llama4CausalLMOutput = {
       logits: new Tensor("float32", out.logits, [ids.rows, out.kept, V]),
       scratch_peak_bytes: out.scratchPeakBytes,

@@ -1,0 +1,246 @@
+// Inputs that used to kill, hang or silently break the process (issue 13's classes), each fed once: every one
+// must end in a JS Error naming the file, key, tensor or argument at fault, promptly.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import {
+  AutoConfig,
+  AutoTokenizer,
+  Llama4ForCausalLM,
+  Llama4ImageProcessor,
+  load_image,
+} from "../sdk";
+import { native } from "../sdk/native";
+import { modelDir } from "./helpers/fixtures";
+
+const F32 = modelDir("tiny-llama4-f32");
+const TOKENIZER = join(__dirname, "..", "models", "llama4-tiny");
+let scratch: string;
+let counter = 0;
+
+/** A copy of `source`'s files (those listed), edited by `edit`. */
+function copyOf(source: string, files: string[], edit: (dir: string) => void = () => {}): string {
+  const dir = join(scratch, `case${counter++}`);
+  mkdirSync(dir);
+  for (const f of files) copyFileSync(join(source, f), join(dir, f));
+  edit(dir);
+  return dir;
+}
+const CHECKPOINT = ["config.json", "generation_config.json", "model.safetensors"];
+const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"];
+
+function editJson(path: string, change: (j: Record<string, any>) => void) {
+  const j = JSON.parse(readFileSync(path, "utf8"));
+  change(j);
+  writeFileSync(path, JSON.stringify(j));
+}
+
+beforeAll(() => {
+  scratch = mkdtempSync(join(tmpdir(), "llama4-ts-robust-"));
+});
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe("checked sizes", () => {
+  test("heads x head_dim overflowing 64 bits is refused by the engine, naming the keys", async () => {
+    const dir = copyOf(F32, CHECKPOINT, (d) =>
+      editJson(join(d, "config.json"), (c) => {
+        c.num_attention_heads = 2 ** 32;
+        c.num_key_value_heads = 2 ** 32;
+        c.head_dim = 2 ** 32;
+      }),
+    );
+    // The engine's own check (the SDK's config check would stop it first).
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(
+      /config\.json: num_attention_heads x head_dim: 4294967296 x 4294967296 overflows 64-bit arithmetic/,
+    );
+    await expect(Llama4ForCausalLM.from_pretrained(dir)).rejects.toThrow(
+      /config\.json: num_attention_heads x head_dim x hidden_size: 4294967296 x 4294967296 x 64 = .* is more than/,
+    );
+  });
+
+  test("a huge vocab_size is named, not shown as a wrapped shape", async () => {
+    const dir = copyOf(F32, CHECKPOINT, (d) => editJson(join(d, "config.json"), (c) => (c.vocab_size = 1e30)));
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/"vocab_size" is 1e\+30, larger than any model's/);
+    await expect(AutoConfig.from_pretrained(dir)).rejects.toThrow(/"vocab_size" is 1e\+30, more than the 1099511627776 it may be/);
+  });
+
+  test("num_hidden_layers of 1e9 without its per-layer lists is refused before they are built", async () => {
+    const dir = copyOf(F32, CHECKPOINT, (d) =>
+      editJson(join(d, "config.json"), (c) => {
+        c.num_hidden_layers = 1e9;
+        delete c.layer_types;
+        delete c.no_rope_layers;
+        delete c.moe_layers;
+      }),
+    );
+    await expect(AutoConfig.from_pretrained(dir)).rejects.toThrow(/"num_hidden_layers" is 1000000000, more than the 65536 it may be/);
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/"num_hidden_layers" is 1000000000, more than the 65536 layers/);
+  });
+
+  test("a config value of the wrong type names its key", async () => {
+    const dir = copyOf(F32, CHECKPOINT, (d) =>
+      editJson(join(d, "config.json"), (c) => {
+        c.rope_theta = "big";
+        delete c.rope_parameters;
+      }),
+    );
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/config\.json: "rope_theta" must be a finite number/);
+    const typed = copyOf(F32, CHECKPOINT, (d) => editJson(join(d, "config.json"), (c) => (c.model_type = { a: 1 })));
+    await expect(AutoConfig.from_pretrained(typed)).rejects.toThrow(/model_type a Object is not a Llama 4 model/);
+  });
+
+  test("new_cache(1e9) says what the cache would need instead of growing until killed", async () => {
+    const model = await Llama4ForCausalLM.from_pretrained(F32);
+    // 2 (k, v) x 4 layers x 2 kv heads x 16 x 4 bytes = 1024 bytes a position and row.
+    expect(() => model.new_cache(1e9)).toThrow(/new_cache\(1000000000\): one position of the KV cache for a batch of 1000000000 would need 953\.67 GiB/);
+    expect(() => model.new_cache(Number.NaN)).toThrow(/new_cache: batch must be an integer >= 1, got NaN/);
+    expect(model.new_cache(3).native.batch).toBe(3);
+  });
+
+  test("padding to max_length 2^32 is refused before the rows are built", async () => {
+    const tok = await AutoTokenizer.from_pretrained(TOKENIZER);
+    expect(() => tok("hello", { padding: "max_length", max_length: 2 ** 32 })).toThrow(
+      /tokenizer: padding to 4294967296 positions: a row longer than 134217725 ids cannot be held/,
+    );
+    expect(tok("hello", { padding: "max_length", max_length: 12 }).input_ids).toHaveLength(12);
+  });
+
+  test("input ids beyond 32 bits are out of range, not 'not an integer'", async () => {
+    const model = await Llama4ForCausalLM.from_pretrained(F32);
+    await expect(model.generate({ input_ids: [[1, 1e10]], max_new_tokens: 1 })).rejects.toThrow(
+      /input_ids\[0\]\[1\] = 10000000000 is out of range \(token ids are 32-bit integers\)/,
+    );
+    await expect(model.generate({ input_ids: [[1, 2]], max_new_tokens: Number.NaN })).rejects.toThrow(/max_new_tokens must be an integer >= 1, got NaN/);
+  });
+});
+
+describe("one bounded regular-file reader", () => {
+  test.each(["config.json", "generation_config.json"])("%s as a FIFO is refused at once, not waited on", async (file) => {
+    const dir = copyOf(F32, CHECKPOINT.filter((f) => f !== file), (d) => execFileSync("mkfifo", [join(d, file)]));
+    const start = Date.now();
+    await expect(Llama4ForCausalLM.from_pretrained(dir)).rejects.toThrow(new RegExp(`${file}: is not a regular file`));
+    expect(Date.now() - start).toBeLessThan(5000);
+  });
+
+  test("config.json linked to /dev/zero is refused by the SDK and by the engine", async () => {
+    const dir = copyOf(F32, ["generation_config.json", "model.safetensors"], (d) => symlinkSync("/dev/zero", join(d, "config.json")));
+    await expect(AutoConfig.from_pretrained(dir)).rejects.toThrow(/config\.json: is not a regular file/);
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/config\.json: not a regular file/);
+  });
+
+  test("a model.safetensors that is a FIFO is refused by the engine", async () => {
+    const dir = copyOf(F32, ["config.json"], (d) => execFileSync("mkfifo", [join(d, "model.safetensors")]));
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/case\d+: no model\.safetensors or model\.safetensors\.index\.json/);
+  });
+
+  test("tokenizer files and chat templates go through it too", async () => {
+    const dir = copyOf(TOKENIZER, TOKENIZER_FILES.filter((f) => f !== "chat_template.jinja"), (d) =>
+      symlinkSync("/dev/zero", join(d, "chat_template.jinja")),
+    );
+    await expect(AutoTokenizer.from_pretrained(dir)).rejects.toThrow(/chat_template\.jinja: is not a regular file/);
+  });
+});
+
+describe("chat template limits", () => {
+  const chat = [{ role: "user", content: "hi" }];
+  let tok: Awaited<ReturnType<typeof AutoTokenizer.from_pretrained>>;
+  beforeAll(async () => {
+    tok = await AutoTokenizer.from_pretrained(TOKENIZER);
+  });
+
+  test("range(10**9) ends in an error naming the template, not a V8 crash", () => {
+    expect(() => tok.apply_chat_template(chat, { chat_template: "{% for i in range(10**9) %}x{% endfor %}", tokenize: false })).toThrow(
+      /apply_chat_template: the chat_template option's template exceeds the rendering limits: range\(0, 1000000000, 1\) would make 1000000000 items/,
+    );
+  });
+
+  test("a string doubled until it is huge is stopped", () => {
+    const template = "{% set s = 'ab' %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s }}";
+    expect(() => tok.apply_chat_template(chat, { chat_template: template, tokenize: false })).toThrow(
+      /exceeds the rendering limits: a string of \d+ characters, more than 67108864/,
+    );
+  });
+
+  test("the tokenizer's own template is named by where it came from", () => {
+    tok.chat_template = "{% for i in range(2000000) %}{% endfor %}";
+    try {
+      expect(() => tok.apply_chat_template(chat, { tokenize: false })).toThrow(
+        new RegExp(`the chat template of ${TOKENIZER.replace(/[/.]/g, "\\$&")} exceeds the rendering limits`),
+      );
+    } finally {
+      tok.chat_template = readFileSync(join(TOKENIZER, "chat_template.jinja"), "utf8");
+    }
+  });
+
+  test("circular message content is named, not a stack overflow", () => {
+    const content: Record<string, unknown>[] = [{ type: "text", text: "hi" }];
+    content[0].self = content;
+    expect(() => tok.apply_chat_template([{ role: "user", content }], { tokenize: false })).toThrow(
+      /apply_chat_template: message 0\.content\[0\]\.self refers to itself/,
+    );
+  });
+});
+
+describe("tokenizer files", () => {
+  test("a vocab id of 2^31 is refused, naming the file and token", async () => {
+    const dir = copyOf(TOKENIZER, TOKENIZER_FILES, (d) => editJson(join(d, "tokenizer.json"), (t) => (t.model.vocab["zzz"] = 2 ** 31)));
+    const start = Date.now();
+    await expect(AutoTokenizer.from_pretrained(dir)).rejects.toThrow(/tokenizer\.json: model\.vocab: id of "zzz" must be an integer in \[0, 2\^31\)/);
+    const far = copyOf(TOKENIZER, TOKENIZER_FILES, (d) => editJson(join(d, "tokenizer.json"), (t) => (t.model.vocab["zzz"] = 2 ** 30)));
+    await expect(AutoTokenizer.from_pretrained(far)).rejects.toThrow(/tokenizer\.json: id 1073741824 of "zzz" is far past the \d+ tokens/);
+    expect(Date.now() - start).toBeLessThan(5000);
+  });
+
+  test("malformed structures name the file", async () => {
+    const merges = copyOf(TOKENIZER, TOKENIZER_FILES, (d) => editJson(join(d, "tokenizer.json"), (t) => (t.model.merges = { a: 1 })));
+    await expect(AutoTokenizer.from_pretrained(merges)).rejects.toThrow(/tokenizer\.json: "model\.merges" must be a list/);
+    const post = copyOf(TOKENIZER, TOKENIZER_FILES, (d) =>
+      editJson(join(d, "tokenizer.json"), (t) => (t.post_processor = { type: "Sequence", processors: [null] })),
+    );
+    await expect(AutoTokenizer.from_pretrained(post)).rejects.toThrow(
+      /case\d+: cannot build the tokenizer from tokenizer\.json and tokenizer_config\.json: Cannot read properties of null/,
+    );
+  });
+});
+
+describe("safetensors data section", () => {
+  test("a header length one byte short (the byte being header padding) is refused, as safetensors does", async () => {
+    const dir = copyOf(F32, CHECKPOINT, (d) => {
+      const path = join(d, "model.safetensors");
+      const buf = readFileSync(path);
+      const n = Number(buf.readBigUInt64LE(0));
+      const header = Buffer.from(buf.subarray(8, 8 + n).toString("utf8").trimEnd() + " ", "utf8");
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(header.length - 1));
+      writeFileSync(path, Buffer.concat([len, header, buf.subarray(8 + n)]));
+    });
+    await expect(Llama4ForCausalLM.from_pretrained(dir)).rejects.toThrow(
+      /model\.safetensors: data section is \d+ bytes but its tensors cover \d+: the header length \(\d+\) or data_offsets are wrong/,
+    );
+  });
+
+  test("a gap between tensors is refused", async () => {
+    const dir = copyOf(F32, CHECKPOINT, (d) => {
+      const path = join(d, "model.safetensors");
+      const buf = readFileSync(path);
+      writeFileSync(path, Buffer.concat([buf, Buffer.alloc(4)]));
+    });
+    await expect(Llama4ForCausalLM.from_pretrained(dir)).rejects.toThrow(/or the file has trailing bytes/);
+  });
+});
+
+describe("images and processor options", () => {
+  test("max_patches 1e6 is refused before any work", () => {
+    expect(() => new Llama4ImageProcessor({ max_patches: 1e6 })).toThrow(/max_patches 1000000 is more than the 65536 tiles a canvas may have/);
+    expect(() => new Llama4ImageProcessor({ max_patches: 60000 })).toThrow(
+      /max_patches 60000 at size 336: the largest canvas would need 94\.63 GiB, more than this machine's/,
+    );
+  });
+
+  test("a malformed http URL names itself", async () => {
+    await expect(load_image("http://[::1")).rejects.toThrow(/load_image: "http:\/\/\[::1" is not a valid URL/);
+  });
+});
