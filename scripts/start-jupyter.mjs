@@ -4,9 +4,26 @@
 // `jupyter lab`: `npm start -- --port 9999`.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 
 import { KERNEL_NAME, kernelDir, root, venvJupyter } from "./jupyter-env.mjs";
+
+// LLAMA4_TS_MODEL names the checkpoint every notebook loads: check it resolves (a local folder with
+// config.json, or a Hub id whose config.json downloads or is cached) before JupyterLab opens, rather
+// than in the first cell of every notebook.
+const chosen = process.env.LLAMA4_TS_MODEL?.trim();
+if (chosen) {
+  const { resolvePretrained } = createRequire(import.meta.url)(join(root, "dist", "sdk", "hub", "index.js"));
+  try {
+    const dir = await resolvePretrained(chosen, { required: ["config.json"] });
+    console.log(`llama4-ts: LLAMA4_TS_MODEL=${chosen} (${dir})`);
+  } catch (e) {
+    console.error(`llama4-ts: LLAMA4_TS_MODEL=${chosen} cannot be used: ${e.message}\n` +
+      "Set it to a local checkpoint folder or a Hub model id (gated repos need HF_TOKEN), or unset it for the embedded model.");
+    process.exit(1);
+  }
+}
 
 if (!existsSync(venvJupyter) || !existsSync(join(kernelDir, "kernel.json"))) {
   console.error("llama4-ts: the Jupyter env is not set up; run `npm install` (without LLAMA4_TS_SKIP_JUPYTER=1) first.");

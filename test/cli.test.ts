@@ -1,6 +1,6 @@
 // The llama4-ts command line, run as a user would (compiled package, child process).
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,6 +50,18 @@ test("--image: generate and chat answer a chat message with the image, as transf
   expect(multimodal.automodel_multimodal.response.startsWith(chat.slice(2).split("\n")[0])).toBe(true);
   expect(chat.slice(2).split("\n")[0].length).toBeGreaterThan(20);
   expect(() => run(["generate", "x", "--image", join(FIXTURES, "images", "missing.jpg"), "--model", dir])).toThrow(/missing\.jpg/);
+});
+
+test("npm start reports an LLAMA4_TS_MODEL that cannot resolve before JupyterLab starts", () => {
+  const start = join(__dirname, "..", "scripts", "start-jupyter.mjs");
+  const r = spawnSync(process.execPath, [start], { encoding: "utf8", env: { ...process.env, LLAMA4_TS_MODEL: join(dir, "no-such-model") }, timeout: 30_000 });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain(`LLAMA4_TS_MODEL=${join(dir, "no-such-model")} cannot be used: ${join(dir, "no-such-model")}: not a local directory`);
+  expect(r.stdout).not.toContain("starting JupyterLab");
+  // A folder without config.json is named as such.
+  const r2 = spawnSync(process.execPath, [start], { encoding: "utf8", env: { ...process.env, LLAMA4_TS_MODEL: FIXTURES }, timeout: 30_000 });
+  expect(r2.status).toBe(1);
+  expect(r2.stderr).toContain(`${FIXTURES}: missing config.json`);
 });
 
 test("bad usage is a clear message and a non-zero exit", () => {
