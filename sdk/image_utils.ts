@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
 
 import { readRegularFile } from "./utils/files";
+import { decodeThinPng } from "./utils/png";
 import { checkOptions, describe } from "./utils/options";
 
 /** An 8-bit RGB image, pixels row-major with the three channels interleaved (HWC). */
@@ -197,6 +198,8 @@ function messageChain(err: unknown): string {
 
 async function decodeBytes(bytes: Buffer, what: string, maxPixels: number): Promise<RawImage> {
   if (bytes.length === 0) throw new Error(`load_image: ${what}: empty, no image data`);
+  const thin = decodeThinPng(bytes, maxPixels);
+  if (thin) return new RawImage(thin.data, thin.width, thin.height);
   // failOn "truncated" rejects cut-off files and decoder errors, as PIL does, while accepting the
   // recoverable "corrupt data" warnings PIL also ignores. Our own maxPixels replaces sharp's limit.
   const pipeline = sharp(bytes, { failOn: "truncated", ignoreIcc: true, limitInputPixels: false, autoOrient: true });

@@ -513,6 +513,10 @@ export class PreTrainedTokenizer extends CallableInstance {
     const probe = "a";
     const bare = this.backend.encode(probe, { add_special_tokens: false }).ids;
     const full = this.backend.encode(probe, { add_special_tokens: true }).ids;
+    if (![...bare, ...full].every((id) => Number.isInteger(id))) {
+      throw new Error(`${name_or_path ? join(name_or_path, "tokenizer.json") : "tokenizer.json"}: encoding a probe text gives ids ` +
+        `[${full.join(", ")}]: a special token of the post_processor or a piece of the text is not in the vocabulary`);
+    }
     let at = -1;
     for (let i = 0; i + bare.length <= full.length && at < 0; i++) {
       if (bare.every((id, k) => full[i + k] === id)) at = i;
@@ -747,9 +751,7 @@ export class PreTrainedTokenizer extends CallableInstance {
     if (documents !== null && (!Array.isArray(documents) || documents.some((d) => d === null || typeof d !== "object"))) {
       throw new TypeError("apply_chat_template: documents must be an array of objects with 'title' and 'text'");
     }
-    if (tokenizer_kwargs === null || typeof tokenizer_kwargs !== "object" || Array.isArray(tokenizer_kwargs)) {
-      throw new TypeError(`apply_chat_template: tokenizer_kwargs must be an object of tokenizer options, got ${describe(tokenizer_kwargs)}`);
-    }
+    checkOptions("apply_chat_template: tokenizer_kwargs", tokenizer_kwargs, CALL_KEYS);
     checkPlainData(tools, "apply_chat_template: tools");
     checkPlainData(documents, "apply_chat_template: documents");
     if (continue_final_message && add_generation_prompt) {
@@ -915,7 +917,14 @@ export class PreTrainedTokenizer extends CallableInstance {
   }
 
   private encodeOne(text: string, plan: Plan): number[] {
-    let ids = this.backend.encode(text, { add_special_tokens: false }).ids;
+    const encoded = this.backend.encode(text, { add_special_tokens: false });
+    let ids = encoded.ids;
+    const missing = ids.findIndex((id) => !Number.isInteger(id));
+    if (missing >= 0) {
+      // The Rust tokenizer fails the same way: a piece outside the vocabulary with no unk_token to stand for it.
+      throw new Error(`${this.name_or_path ? join(this.name_or_path, "tokenizer.json") : "tokenizer.json"}: the text's piece ` +
+        `${describe(encoded.tokens[missing])} is not in the vocabulary and model.unk_token names no token to use instead`);
+    }
     const prefix = plan.add_special_tokens ? this.prefixIds : [];
     const suffix = plan.add_special_tokens ? this.suffixIds : [];
     // Truncation as the Rust tokenizer does it: the text's ids are cut to max_length minus the

@@ -14,6 +14,9 @@ import {
   load_image,
 } from "../sdk";
 import { native } from "../sdk/native";
+import { decodeThinPng } from "../sdk/utils/png";
+import sharp from "sharp";
+import { deflateSync } from "node:zlib";
 import { modelDir } from "./helpers/fixtures";
 
 const F32 = modelDir("tiny-llama4-f32");
@@ -240,7 +243,62 @@ describe("images and processor options", () => {
     );
   });
 
+  test("thin PNGs decode to the pixels libvips gives, in every 8-bit colour type and filter", async () => {
+    const width = 3, height = 70_000;
+    const noise = Buffer.alloc(width * height * 4);
+    for (let i = 0, x = 12345; i < noise.length; i++) noise[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+    const variants: [string, (s: sharp.Sharp) => sharp.Sharp][] = [
+      ["rgb", (s) => s.removeAlpha()],
+      ["rgba", (s) => s],
+      ["grey", (s) => s.removeAlpha().greyscale()],
+      ["grey+alpha", (s) => s.greyscale()],
+      ["palette", (s) => s.removeAlpha()],
+    ];
+    for (const [name, shape] of variants) {
+      const png = await shape(sharp(noise, { raw: { width, height, channels: 4 }, limitInputPixels: false }))
+        .png({ adaptiveFiltering: true, palette: name === "palette" }).toBuffer();
+      const fast = decodeThinPng(png, 1e9);
+      expect(fast, name).not.toBeNull();
+      const ref = await sharp(png, { limitInputPixels: false }).toColourspace("srgb").removeAlpha().raw().toBuffer();
+      expect(Buffer.from(fast!.data).equals(ref), name).toBe(true);
+    }
+  });
+
+  test("a legal 1 x 100,000,000 image loads in seconds", async () => {
+    const H = 1e8;
+    const rows = Buffer.alloc(2 * H); // filter byte 0, one grey sample per row
+    for (let y = 0; y < H; y++) rows[2 * y + 1] = y & 255;
+    const chunk = (type: string, data: Buffer) => {
+      const out = Buffer.alloc(12 + data.length);
+      out.writeUInt32BE(data.length, 0);
+      out.write(type, 4, "latin1");
+      data.copy(out, 8);
+      out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+      return out;
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(1, 0);
+    ihdr.writeUInt32BE(H, 4);
+    ihdr[8] = 8; // bit depth; colour type 0 (grey)
+    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr),
+      chunk("IDAT", deflateSync(rows, { level: 1 })), chunk("IEND", Buffer.alloc(0))]);
+    const start = Date.now();
+    const image = await load_image(png);
+    expect(Date.now() - start).toBeLessThan(15_000);
+    expect([image.width, image.height]).toEqual([1, H]);
+    expect([...image.data.subarray(3 * 299, 3 * 301)]).toEqual([43, 43, 43, 44, 44, 44]);
+  });
+
   test("a malformed http URL names itself", async () => {
     await expect(load_image("http://[::1")).rejects.toThrow(/load_image: "http:\/\/\[::1" is not a valid URL/);
   });
 });
+
+function crc32(buf: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
