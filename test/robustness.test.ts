@@ -136,7 +136,7 @@ describe("one bounded regular-file reader", () => {
 
   test("a model.safetensors that is a FIFO is refused by the engine", async () => {
     const dir = copyOf(F32, ["config.json"], (d) => execFileSync("mkfifo", [join(d, "model.safetensors")]));
-    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/case\d+: no model\.safetensors or model\.safetensors\.index\.json/);
+    await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/case\d+\/model\.safetensors: not a regular file/);
   });
 
   test("tokenizer files and chat templates go through it too", async () => {

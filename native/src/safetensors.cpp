@@ -187,9 +187,12 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 namespace {
+// Whether `p` is there; something there that is not a regular file (a FIFO, a device) is an error, not absence.
 bool file_exists(const std::string& p) {
   struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  if (stat(p.c_str(), &st) != 0) return false;
+  if (!S_ISREG(st.st_mode)) fail(p, "not a regular file");
+  return true;
 }
 }  // namespace
 
