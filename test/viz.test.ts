@@ -900,7 +900,7 @@ describe("static render and display bundles", () => {
     }
   });
 
-  test("every chart fits an 840-px output area: single views follow the container, grids wrap, small heatmaps grow", async () => {
+  test("every chart fits an 840-px output area: single views span 720 px, grids wrap, small heatmaps grow", async () => {
     const width = async (spec: object) => Number(/width="(\d+(?:\.\d+)?)"/.exec(await toSVG(spec as never))![1]);
     // Maverick-sized routing (128 experts) and 8 heads over 48 tokens, as the notebooks' largest.
     const wide: GenerationTraceData = { ...trace, model: { ...trace.model, num_local_experts: 128 } };
@@ -915,9 +915,9 @@ describe("static render and display bundles", () => {
     ];
     const measured = await Promise.all(specs.map(async ([name, spec]) => [name, await width(spec)] as const));
     for (const [name, w] of measured) expect(w, name).toBeLessThanOrEqual(840);
-    // Single views span the container (the static render: FIT_WIDTH), so even 8 experts are not tiny.
+    // Single views are FIT_WIDTH wide in all (labels and legend inside), so even 4 experts are not tiny.
     for (const spec of [routingHeatmap(trace), tokenExpertMap(trace), routingEntropy(trace), compareRouting(trace, trace, { mode: "difference" })]) {
-      expect((spec as Row).width).toBe("container");
+      expect((spec as Row).width).toBe(FIT_WIDTH);
       expect((spec as Row).autosize).toEqual({ type: "fit-x", contains: "padding" });
       expect(await width(spec)).toBe(FIT_WIDTH);
     }

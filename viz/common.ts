@@ -4,19 +4,19 @@ import type { GenerationTraceData, LayerRouting, TraceToken } from "../sdk/trace
 export const VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
 /**
- * The plot width a chart that cannot follow its container (facets, grids, static renders) is laid
- * out for: JupyterLab's output area is about 840 px wide in a 1280-px window, GitHub's notebook
- * column about as wide, so 720 px leaves room for the axis labels and the legend.
+ * The width charts are laid out for: JupyterLab's output area is about 840 px wide in a 1280-px
+ * window, GitHub's notebook column about as wide, so 720 px leaves room for labels and legend.
  */
 export const FIT_WIDTH = 720;
 
 /**
- * Vega-Lite sizing of a single view that spans its output area: JupyterLab's Vega renderer gives
- * it the container's width; the static renderer (no container) uses FIT_WIDTH. The padding,
- * axes and legend are inside that width, so nothing sticks out. Give such a view a numeric height
- * (not a step): vega-lite cannot fit the width of a view whose height is a step.
+ * Vega-Lite sizing of a single view that spans the notebook column: FIT_WIDTH in all, the padding,
+ * axes and legend included (autosize fit-x), so nothing sticks out and few bands still get a wide
+ * chart. Not width "container": in JupyterLab the Vega renderer's element takes its size from the
+ * chart (in the browser test a container-wide chart stalled the page, its memory growing).
+ * Give such a view a numeric height (not a step): vega-lite cannot fit a view whose height is a step.
  */
-export const CONTAINER_WIDTH = { width: "container", autosize: { type: "fit-x", contains: "padding" } } as const;
+export const FIT_VIEW = { width: FIT_WIDTH, autosize: { type: "fit-x", contains: "padding" } } as const;
 
 /**
  * A band step (px) that lays `count` bands in each of `panels` side-by-side facets within

@@ -1,7 +1,7 @@
 // viz/: routing, attention and memory of a Llama 4 trace (sdk/trace.ts) as Vega-Lite and Plotly
 // specs built by pure functions, a memory estimator from config.json alone, static SVG/PNG
 // rendering, and Jupyter display bundles.
-export { CONTAINER_WIDTH, FIT_WIDTH, VEGA_LITE_SCHEMA, displayToken, entropy, expertColors, fitStep, softmax, tokenLabels } from "./common";
+export { FIT_VIEW, FIT_WIDTH, VEGA_LITE_SCHEMA, displayToken, entropy, expertColors, fitStep, softmax, tokenLabels } from "./common";
 export type { PlotlyFigure, VegaLiteSpec } from "./common";
 
 export {

@@ -7,7 +7,7 @@ import * as vega from "vega";
 import { compile } from "vega-lite";
 
 import type { RawImage } from "../sdk/image_utils";
-import { FIT_WIDTH, PlotlyFigure, VEGA_LITE_SCHEMA, VegaLiteSpec, isPlotlyFigure, isVegaLiteSpec, labelExpr, maxOf, minOf } from "./common";
+import { PlotlyFigure, VEGA_LITE_SCHEMA, VegaLiteSpec, isPlotlyFigure, isVegaLiteSpec, labelExpr, maxOf, minOf } from "./common";
 
 export interface CompiledVega {
   spec: vega.Spec;
@@ -53,10 +53,8 @@ export interface RenderOptions {
 
 /** A headless Vega view of the spec, run once (for reading its data sets or scenegraph). */
 export async function vegaView(spec: VegaLiteSpec | PlotlyFigure): Promise<vega.View> {
-  const given = isPlotlyFigure(spec) ? plotlyStaticSpec(spec) : spec;
-  if (!isVegaLiteSpec(given)) throw new Error("expected a Vega-Lite spec ($schema .../vega-lite/v5.json) or a Plotly figure");
-  // A headless view has no container: a chart that follows its container's width gets FIT_WIDTH.
-  const vl = given.width === "container" ? { ...given, width: FIT_WIDTH } : given;
+  const vl = isPlotlyFigure(spec) ? plotlyStaticSpec(spec) : spec;
+  if (!isVegaLiteSpec(vl)) throw new Error("expected a Vega-Lite spec ($schema .../vega-lite/v5.json) or a Plotly figure");
   // No per-mark ARIA descriptions in static output: they would double the SVG's size.
   const { spec: vg } = compileVegaLite(vl, { aria: false });
   const view = new vega.View(vega.parse(vg), { renderer: "none" });

@@ -3,7 +3,7 @@
 // layers, and two traces compared. Each chart has a `...Data` function that returns its numbers.
 import type { GenerationTraceData, LayerRouting } from "../sdk/trace";
 import {
-  CONTAINER_WIDTH,
+  FIT_VIEW,
   PlotlyFigure,
   VEGA_LITE_SCHEMA,
   VegaLiteSpec,
@@ -126,7 +126,7 @@ export function routingHeatmap(trace: GenerationTraceData, options: LoadOptions 
     title: traceTitle(trace, `Expert load per MoE layer (${rankNote})`),
     data: { values: rows },
     mark: { type: "rect" },
-    ...(options.split ? { width: { step: fitStep(E, 2) }, height: { step: 16 } } : { ...CONTAINER_WIDTH, height: 16 * new Set(rows.map((r) => r.layer)).size }),
+    ...(options.split ? { width: { step: fitStep(E, 2) }, height: { step: 16 } } : { ...FIT_VIEW, height: 16 * new Set(rows.map((r) => r.layer)).size }),
     encoding,
     config: { view: { stroke: null }, axis: { grid: false } },
   };
@@ -245,7 +245,7 @@ export function tokenExpertMap(trace: GenerationTraceData, options: TokenExpertO
     $schema: VEGA_LITE_SCHEMA,
     title: traceTitle(trace, rank === 0 ? "Chosen expert per token and layer" : `Expert choice ${rank + 1} per token and layer`),
     data: { values: rows.map((r) => ({ ...r, ink: textColorOn(colors[r.expert]) })) },
-    ...CONTAINER_WIDTH,
+    ...FIT_VIEW,
     height: 16 * n,
     encoding: {
       x: { field: "layer", type: "ordinal", title: "MoE layer", axis: { orient: "top", labelAngle: 0 } },
@@ -555,7 +555,7 @@ export function routingEntropy(trace: GenerationTraceData, options: EntropyOptio
       title: traceTitle(trace, "Routing entropy per token and MoE layer"),
       data: { values: rows },
       mark: { type: "rect" },
-      ...CONTAINER_WIDTH,
+      ...FIT_VIEW,
       height: 16 * new Set(rows.map((r) => r.layer)).size,
       encoding: {
         x: { field: "pos", type: "ordinal", title: "token", axis: { labelExpr: labelExpr(tokenLabels(trace.tokens, n)), labelAngle: -60 } },
@@ -578,7 +578,7 @@ export function routingEntropy(trace: GenerationTraceData, options: EntropyOptio
   return {
     $schema: VEGA_LITE_SCHEMA,
     title: traceTitle(trace, "Routing entropy per token (mean over MoE layers, band = min..max)"),
-    ...CONTAINER_WIDTH,
+    ...FIT_VIEW,
     height: 200,
     layer: [
       {
@@ -823,7 +823,7 @@ export function compareRouting(a: GenerationTraceData, b: GenerationTraceData, o
       title: `Expert load: ${nb} − ${na} (fraction of tokens)`,
       data: { values: rows },
       mark: { type: "rect" },
-      ...CONTAINER_WIDTH,
+      ...FIT_VIEW,
       height: 16 * new Set(rows.map((r) => r.layer)).size,
       encoding: {
         x,
