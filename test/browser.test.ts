@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The notebooks as a person sees them: one JupyterLab server (from the project's env), Debian's
 // chromium driven by playwright-core, and Run All on every notebooks/*.ipynb in turn, as a user
 // clicks it. For each output: no error, nothing wider than the output area, Plotly figures live
@@ -299,7 +300,11 @@ describe.skipIf(!!skipReason)("JupyterLab in chromium: Run All on every notebook
         rich.map((f) => `[${f.cell}] ${f.renderer.replace("jp-Rendered", "")} ${f.width}/${f.area}px (figure ${f.chart}px)`).join(", "));
 
       // The whole notebook in one picture: a viewport as tall as the notebook.
-      const height = await page.evaluate(() => document.querySelector(".jp-Notebook")!.scrollHeight);
+      const height = await page.evaluate(() => {
+        // The notebook scrolls inside an inner panel: its content height is the largest scrollHeight in it.
+        const nb = (window as any).jupyterapp.shell.currentWidget.content.node as HTMLElement;
+        return Math.max(...[nb, ...Array.from(nb.querySelectorAll("*"))].map((e) => e.scrollHeight)) + 150;
+      });
       await page.setViewportSize({ width: 1280, height: Math.min(20_000, height + 200) });
       await page.waitForTimeout(300);
       await page.screenshot({ path: join(RESULTS, `notebook-${name.replace(/\.ipynb$/, "")}.png`) });
