@@ -37,7 +37,7 @@ export function mutateValue(rng, value) {
   }
   if (r < 0.8) return rng.pick(EDGE_NUMBERS);
   if (typeof value === "string" && rng.chance(0.5)) return mutateString(rng, value);
-  return rng.pick(EDGE_OTHER);
+  return structuredClone(rng.pick(EDGE_OTHER)); // a copy: later mutations of it must not leak into other cases
 }
 
 export function mutateString(rng, s) {

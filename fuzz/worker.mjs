@@ -56,12 +56,14 @@ const ctx = {
   imageProcessor: once(() => sdk.Llama4ImageProcessor.from_pretrained(TOKENIZER)),
 };
 
-/** Where in the result a NaN or infinity sits, if anywhere (typed arrays, Tensors, arrays, plain objects). */
+/** Where in the result a NaN or infinity sits, if anywhere (typed arrays, Tensors, arrays, plain objects). Processed
+ * scores may hold -infinity (transformers' warpers mask tokens so); NaN is never a result. */
 function nonFinite(value, path = "result", depth = 0) {
   if (depth > 6 || value === null || value === undefined) return null;
+  const allowed = path.includes("scores") ? (v) => !Number.isNaN(v) && v !== Infinity : Number.isFinite;
   if (typeof value === "number") return Number.isFinite(value) || Number.isInteger(value) ? null : path;
   if (value instanceof Float32Array || value instanceof Float64Array) {
-    const i = value.findIndex((v) => !Number.isFinite(v));
+    const i = value.findIndex((v) => !allowed(v));
     return i >= 0 ? `${path}[${i}]` : null;
   }
   if (ArrayBuffer.isView(value) || typeof value !== "object") return null;

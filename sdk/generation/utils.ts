@@ -17,6 +17,7 @@ import {
 } from "./logits_process";
 import { EosTokenCriteria, MaxLengthCriteria, StopStringCriteria, StoppingCriteria, TokenDecoder } from "./stopping_criteria";
 import { BaseStreamer } from "./streamers";
+import { checkAffordable, checkedProduct } from "../utils/sizes";
 import { ExpertIntervention, GenerationTrace, stepFromOutput, TraceOptions } from "../trace";
 
 export interface GenerateOptions extends Partial<Omit<GenerationConfig, "eosTokenIds" | "merged" | "validate" | "setKeys">> {
@@ -97,6 +98,10 @@ async function generateWithStreamer(model: Llama4ForCausalLM, options: GenerateO
   }
   if (ids.rows === 0 || ids.cols === 0) throw new Error("generate: empty input: input_ids needs at least one token per row");
   const repeat = config.num_return_sequences;
+  // Each sequence gets its own row of ids, logits and cache: price them before building anything.
+  const sequenceCount = checkedProduct([ids.rows, repeat], "generate: input_ids rows x num_return_sequences");
+  checkAffordable(checkedProduct([sequenceCount, model.text_config.vocab_size, 8], "generate: logits bytes"),
+    `generate: ${sequenceCount} sequences (${ids.rows} input_ids rows x num_return_sequences ${repeat}), their logits alone,`);
   const rows: number[][] = [];
   const maskRows: number[][] = [];
   for (let b = 0; b < ids.rows; b++) {

@@ -367,6 +367,16 @@ function bfloat16(x: number): number {
 
 /** The output value of byte v in channel c at [c * 256 + v]. */
 function pixelTable(s: Settings): Float32Array {
+  const table = pixelValues(s);
+  const bad = table.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new Error(`Llama4ImageProcessor: rescale_factor ${s.rescale_factor}, image_mean [${s.image_mean}] and image_std [${s.image_std}] ` +
+      `turn byte ${bad % 256} of channel ${Math.floor(bad / 256)} into ${table[bad]}`);
+  }
+  return table;
+}
+
+function pixelValues(s: Settings): Float32Array {
   const table = new Float32Array(3 * 256);
   const factor = Math.fround(s.rescale_factor);
   for (let c = 0; c < 3; c++) {
