@@ -118,6 +118,13 @@ describe("checked sizes", () => {
     );
     await expect(model.generate({ input_ids: [[1, 2]], max_new_tokens: Number.NaN })).rejects.toThrow(/max_new_tokens must be an integer >= 1, got NaN/);
   });
+
+  test("num_return_sequences of 2^40 is priced before its rows are built", async () => {
+    const model = await Llama4ForCausalLM.from_pretrained(F32);
+    await expect(model.generate({ input_ids: [[1, 2]], max_new_tokens: 1, do_sample: true, num_return_sequences: 2 ** 40 })).rejects.toThrow(
+      /generate: 1099511627776 sequences \(1 input_ids rows x num_return_sequences 1099511627776\), their logits alone, would need/,
+    );
+  });
 });
 
 describe("one bounded regular-file reader", () => {
@@ -287,6 +294,13 @@ describe("images and processor options", () => {
     expect(Date.now() - start).toBeLessThan(15_000);
     expect([image.width, image.height]).toEqual([1, H]);
     expect([...image.data.subarray(3 * 299, 3 * 301)]).toEqual([43, 43, 43, 44, 44, 44]);
+  });
+
+  test("processor options that turn pixels into infinities are named", async () => {
+    const processor = new Llama4ImageProcessor({ image_std: 1e-300 });
+    await expect(processor.preprocess(join(__dirname, "fixtures", "images", "tiny.png"))).rejects.toThrow(
+      /image_std \[1e-300,1e-300,1e-300\] turn byte 0 of channel 0 into -Infinity/,
+    );
   });
 
   test("a malformed http URL names itself", async () => {
