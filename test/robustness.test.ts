@@ -91,6 +91,9 @@ describe("checked sizes", () => {
       }),
     );
     await expect(native().loadModel(dir, { dtype: "float32" })).rejects.toThrow(/config\.json: "rope_theta" must be a finite number/);
+    // The SDK would read Scout's default sizes from a "llama4" config without text_config; the engine says so.
+    const flat = copyOf(F32, CHECKPOINT, (d) => editJson(join(d, "config.json"), (c) => (c.model_type = "llama4")));
+    await expect(Llama4ForCausalLM.from_pretrained(flat)).rejects.toThrow(/config\.json: model_type "llama4" needs a "text_config" object/);
     const typed = copyOf(F32, CHECKPOINT, (d) => editJson(join(d, "config.json"), (c) => (c.model_type = { a: 1 })));
     await expect(AutoConfig.from_pretrained(typed)).rejects.toThrow(/model_type a Object is not a Llama 4 model/);
   });

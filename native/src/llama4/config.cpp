@@ -160,16 +160,21 @@ void read_vision(VisionConfig& c, const Json& root, const std::string& where) {
 TextConfig TextConfig::from_json(const Json& root, const std::string& where) {
   if (!root.is_object()) throw std::runtime_error(where + ": not a JSON object");
   TextConfig c;
-  const Json* text = &root;
-  if (root.has("text_config")) {
-    if (!root["text_config"].is_object()) throw std::runtime_error(where + ": \"text_config\" must be an object");
-    text = &root["text_config"];
-    c.multimodal_layout = true;
-  }
   const Json& model_type = root["model_type"];
   if (!model_type.is_null() && !model_type.is_string()) throw std::runtime_error(where + ": \"model_type\" must be a string");
   if (model_type.is_string() && model_type.string() != "llama4" && model_type.string() != "llama4_text")
     throw std::runtime_error(where + ": model_type \"" + model_type.string() + "\" is not a Llama 4 model");
+  // As the SDK (and transformers) read it: "llama4_text" is flat, "llama4" nests its text config, and without a
+  // model_type a text_config decides.
+  const bool nested = model_type.is_string() ? model_type.string() == "llama4" : root.has("text_config");
+  const Json* text = &root;
+  if (nested) {
+    // transformers would fill a missing text_config with Scout's sizes; no checkpoint of ours is laid out so.
+    if (!root["text_config"].is_object())
+      throw std::runtime_error(where + ": model_type \"llama4\" needs a \"text_config\" object (a text-only config.json has model_type \"llama4_text\" and flat keys)");
+    text = &root["text_config"];
+    c.multimodal_layout = true;
+  }
 
   Reader r{*text, where};
   c.vocab_size = r.integer("vocab_size", 0, true, 1);
