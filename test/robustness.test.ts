@@ -15,7 +15,7 @@ import {
 } from "../sdk";
 import { native } from "../sdk/native";
 import { decodeThinPng } from "../sdk/utils/png";
-import sharp from "sharp";
+import sharp, { type Sharp } from "sharp";
 import { deflateSync } from "node:zlib";
 import { modelDir } from "./helpers/fixtures";
 
@@ -122,6 +122,14 @@ describe("checked sizes", () => {
     await expect(model.generate({ input_ids: [[1, 2]], max_new_tokens: Number.NaN })).rejects.toThrow(/max_new_tokens must be an integer >= 1, got NaN/);
   });
 
+  test("a logits processor that makes NaN scores is an error, not an arbitrary token", async () => {
+    const model = await Llama4ForCausalLM.from_pretrained(F32);
+    const nan = { process: (_ids: number[][], scores: Float32Array[]) => scores.forEach((s) => s.fill(Number.NaN)) };
+    await expect(model.generate({ input_ids: [[1, 2]], max_new_tokens: 2, logits_processor: [nan] })).rejects.toThrow(
+      /generate: the scores of row 0 hold NaN at token 0 after the logits processors \(a Object\)/,
+    );
+  });
+
   test("num_return_sequences of 2^40 is priced before its rows are built", async () => {
     const model = await Llama4ForCausalLM.from_pretrained(F32);
     await expect(model.generate({ input_ids: [[1, 2]], max_new_tokens: 1, do_sample: true, num_return_sequences: 2 ** 40 })).rejects.toThrow(
@@ -189,8 +197,9 @@ describe("chat template limits", () => {
   });
 
   test("circular message content is named, not a stack overflow", () => {
-    const content: Record<string, unknown>[] = [{ type: "text", text: "hi" }];
-    content[0].self = content;
+    const part: { type: "text"; text: string; self?: unknown } = { type: "text", text: "hi" };
+    const content = [part];
+    part.self = content;
     expect(() => tok.apply_chat_template([{ role: "user", content }], { tokenize: false })).toThrow(
       /apply_chat_template: message 0\.content\[0\]\.self refers to itself/,
     );
@@ -257,7 +266,7 @@ describe("images and processor options", () => {
     const width = 3, height = 70_000;
     const noise = Buffer.alloc(width * height * 4);
     for (let i = 0, x = 12345; i < noise.length; i++) noise[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
-    const variants: [string, (s: sharp.Sharp) => sharp.Sharp][] = [
+    const variants: [string, (s: Sharp) => Sharp][] = [
       ["rgb", (s) => s.removeAlpha()],
       ["rgba", (s) => s],
       ["grey", (s) => s.removeAlpha().greyscale()],

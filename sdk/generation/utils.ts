@@ -231,6 +231,7 @@ async function generateWithStreamer(model: Llama4ForCausalLM, options: GenerateO
     const scores = Array.from({ length: B }, (_, b) => logits.slice(b * V, (b + 1) * V));
     if (config.output_logits) logitsOut.push(stack(scores, V));
     for (const p of processors) p.process(rows, scores);
+    checkScores(scores, processors);
     if (config.output_scores) scoresOut.push(stack(scores, V));
 
     const next = scores.map((row, b) => (!unfinished[b] ? pad : config.do_sample ? sample(row, random) : argmax(row)));
@@ -376,4 +377,19 @@ function doneFlags(c: StoppingCriteria, rows: number[][], promptLength: number, 
     throw new TypeError(`generate: stopping criterion ${describe(c)} returned ${describe(flags)}, not one boolean per row (${B})`);
   }
   return flags as boolean[];
+}
+
+/** The logits are finite (forward checks them), so NaN or +infinity in the scores comes from a processor: the token
+ * picked from them would be arbitrary. -infinity is how warpers mask tokens, as in transformers. */
+function checkScores(scores: Float32Array[], processors: LogitsProcessor[]): void {
+  for (let b = 0; b < scores.length; b++) {
+    const row = scores[b];
+    for (let i = 0; i < row.length; i++) {
+      if (Number.isNaN(row[i]) || row[i] === Infinity) {
+        const names = processors.map((p) => describe(p));
+        throw new Error(`generate: the scores of row ${b} hold ${row[i]} at token ${i} after the logits processors (${names.join(", ")}): ` +
+          "a user logits_processor or the sampling options (temperature, top_k, top_p, min_p, repetition_penalty) made them");
+      }
+    }
+  }
 }
