@@ -942,7 +942,7 @@ export class PreTrainedTokenizer extends CallableInstance {
   /** Pads the rows and shapes the output as transformers does (flat lists for one text). */
   private finish(fnName: string, rows: number[][], plan: Plan, batched: boolean): BatchEncoding {
     let target: number | null = null;
-    if (plan.pad === "longest") target = Math.max(0, ...rows.map((r) => r.length));
+    if (plan.pad === "longest") target = rows.reduce((m, r) => Math.max(m, r.length), 0);
     else if (plan.pad === "max_length") target = plan.max_length;
     if (target !== null && plan.pad_to_multiple_of !== null && target % plan.pad_to_multiple_of !== 0) {
       target = (Math.floor(target / plan.pad_to_multiple_of) + 1) * plan.pad_to_multiple_of;

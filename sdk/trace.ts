@@ -122,17 +122,17 @@ export class GenerationTrace implements GenerationTraceData {
 
   /** Adds one forward call's records. */
   append(step: TraceStep): void {
-    this.tokens.push(...step.tokens);
+    pushAll(this.tokens, step.tokens);
     for (const r of step.routing) {
       const target = this.routing.find((t) => t.layer === r.layer);
       if (!target) throw new Error(`trace: layer ${r.layer} is not an MoE layer of this model`);
-      target.router_logits.push(...r.router_logits);
-      target.experts.push(...r.experts);
-      target.scores.push(...r.scores);
+      pushAll(target.router_logits, r.router_logits);
+      pushAll(target.experts, r.experts);
+      pushAll(target.scores, r.scores);
     }
     for (const a of step.attention) {
       const target = this.attention.find((t) => t.layer === a.layer && t.head === a.head);
-      if (target) target.probs.push(...a.probs);
+      if (target) pushAll(target.probs, a.probs);
       else this.attention.push({ layer: a.layer, head: a.head, probs: a.probs.slice() });
     }
     if (step.memory && this.memory) this.memory.steps.push({ step: this.memory.steps.length, ...step.memory });
@@ -246,4 +246,9 @@ export function stepFromOutput(
     }
   });
   return step;
+}
+
+/** push(...from) without spreading: a long prompt's records would pass more arguments than the stack holds. */
+function pushAll<T>(to: T[], from: readonly T[]): void {
+  for (const x of from) to.push(x);
 }

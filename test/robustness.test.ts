@@ -13,6 +13,7 @@ import {
   Llama4ImageProcessor,
   load_image,
 } from "../sdk";
+import { get_best_fit } from "../sdk/models/llama4/image_processing_llama4";
 import { native } from "../sdk/native";
 import { decodeThinPng } from "../sdk/utils/png";
 import sharp, { type Sharp } from "sharp";
@@ -306,6 +307,14 @@ describe("images and processor options", () => {
     expect(Date.now() - start).toBeLessThan(15_000);
     expect([image.width, image.height]).toEqual([1, H]);
     expect([...image.data.subarray(3 * 299, 3 * 301)]).toEqual([43, 43, 43, 44, 44, 44]);
+  });
+
+  test("long lists are reduced, not spread into arguments (which overflows the stack)", async () => {
+    const many = Array.from({ length: 300_000 }, (_, i) => [14 * (1 + (i % 500)), 14 * (1 + Math.floor(i / 500))] as [number, number]);
+    expect(get_best_fit([28, 28], many)).toEqual([28, 28]);
+    const tok = await AutoTokenizer.from_pretrained(TOKENIZER);
+    const texts = Array.from({ length: 150_000 }, () => "");
+    expect((tok(texts, { padding: true, add_special_tokens: false }).input_ids as number[][]).length).toBe(150_000);
   });
 
   test("processor options that turn pixels into infinities are named", async () => {

@@ -299,9 +299,11 @@ export function get_best_fit(image_size: [number, number], possible_resolutions:
   const [height, width] = image_size;
   const scales = possible_resolutions.map(([h, w]) => Math.min(Math.fround(h / height), Math.fround(w / width)));
   const upscales = scales.filter((s) => s >= 1);
+  // Reductions, not Math.max(...): max_patches in the thousands gives more canvases than the stack holds arguments.
+  const max = (xs: number[]) => xs.reduce((m, x) => Math.max(m, x), -Infinity);
   const selected = upscales.length > 0
-    ? (resize_to_max_canvas ? Math.max(...upscales) : Math.min(...upscales))
-    : Math.max(...scales.filter((s) => s < 1));
+    ? (resize_to_max_canvas ? max(upscales) : upscales.reduce((m, x) => Math.min(m, x), Infinity))
+    : max(scales.filter((s) => s < 1));
   let best: [number, number] | undefined;
   possible_resolutions.forEach((r, i) => {
     if (scales[i] === selected && (best === undefined || r[0] * r[1] < best[0] * best[1])) best = r;

@@ -500,7 +500,8 @@ export class Llama4PreTrainedModel {
     const keep = inputs.logits_to_keep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new Error(`logits_to_keep must be a non-negative integer, got ${keep}`);
     this.checkForwardCost(ids.rows, ids.cols, keep);
-    this.warnPastMaxPositions(positions ? Math.max(...positions.data) + 1 : pastLength + ids.cols);
+    // A loop, not Math.max(...): a large batch has more positions than the stack holds arguments.
+    this.warnPastMaxPositions(positions ? positions.data.reduce((m, p) => Math.max(m, p), 0) + 1 : pastLength + ids.cols);
     // Last: the vision tower is the expensive part, so every other input is checked before it runs.
     const imageFeatures = await this.imageFeaturesFor(inputs, ids.data);
 
