@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { deflateSync } from "node:zlib";
+import { crc32, deflateSync } from "node:zlib";
 
 import { EDGE_NUMBERS, jsonPaths, mutateBytes, mutateJson, mutateString, mutateValue } from "./mutate.mjs";
 
@@ -445,16 +445,4 @@ function png(width, height, rng) {
   const raw = Buffer.alloc(rows * (1 + width * channels) * (width * height <= 4e6 ? 1 : 0) + 16, 0x40);
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(raw)),
     chunk("IEND", Buffer.alloc(0))]);
-}
-
-let crcTable;
-function crc32(buf) {
-  crcTable ??= Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  let c = 0xffffffff;
-  for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }

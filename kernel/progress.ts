@@ -189,8 +189,8 @@ export interface DownloadProgressOptions {
 
 /**
  * A `progress_callback` for from_pretrained / pipeline(): one output listing every file being
- * downloaded with its own bar, plus the total, updated in place. Nothing is shown when every file
- * is already in the cache (no "download" event comes).
+ * downloaded with its own bar, plus the total, updated in place; then the engine loading the weights
+ * ("loading" events: bytes of tensors, rate, ETA). With every file in the cache only the loading shows.
  */
 export function downloadProgress(options: DownloadProgressOptions = {}): (info: ProgressInfo) => void {
   const files = new Map<string, FileState>();
@@ -198,7 +198,21 @@ export function downloadProgress(options: DownloadProgressOptions = {}): (info: 
   let handle: DisplayHandle | null = null;
   let repo: string | undefined;
 
+  let load: { loaded: number; total: number; started: number } | null = null;  // the engine's "loading" reports
+
+  const loadLine = (): string => {
+    if (!load) return "";
+    const seconds = (performance.now() - load.started) / 1000, rate = seconds > 0 ? load.loaded / seconds : 0;
+    const left = rate > 0 && load.loaded < load.total ? `, ETA ${formatDuration((load.total - load.loaded) / rate)}` : "";
+    return `Loading weights${repo ? " " + repo : ""}: ${formatBytes(load.loaded)} / ${formatBytes(load.total)} ` +
+      `${textBar(load.total > 0 ? load.loaded / load.total : 1)} ${formatDuration(seconds)}, ${formatBytes(rate)}/s${left}`;
+  };
+
   const bundle = (): MimeBundle => {
+    if (files.size === 0) {
+      const line = loadLine();
+      return { "text/plain": line, "text/html": `<div class="llama4-ts-download" style="font-family:var(--jp-code-font-family,monospace)">${escapeHtml(line)}</div>` };
+    }
     let loaded = 0;
     let total = 0;
     let known = true;
@@ -219,8 +233,10 @@ export function downloadProgress(options: DownloadProgressOptions = {}): (info: 
       rows.push(`<tr><td style="text-align:left;padding-right:1em">${escapeHtml(name)}</td><td>${htmlBar(frac)}</td>` +
         `<td style="text-align:right;padding-left:1em">${escapeHtml(size)}</td><td>${f.done ? "&#10003;" : ""}</td></tr>`);
     }
+    if (load) lines.push(loadLine());
     const html = `<div class="llama4-ts-download" style="font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)">` +
-      `<div>${escapeHtml(head)}</div><table style="border-collapse:collapse">${rows.join("")}</table></div>`;
+      `<div>${escapeHtml(head)}</div><table style="border-collapse:collapse">${rows.join("")}</table>` +
+      (load ? `<div>${escapeHtml(loadLine())}</div>` : "") + `</div>`;
     return { "text/plain": lines.join("\n"), "text/html": html };
   };
 
@@ -234,6 +250,14 @@ export function downloadProgress(options: DownloadProgressOptions = {}): (info: 
   return (info: ProgressInfo) => {
     if (!info || typeof info.file !== "string") return;
     if (info.name) repo = info.name;
+    if (info.status === "loading") {
+      load ??= { loaded: 0, total: 0, started: performance.now() };
+      load.loaded = info.loaded ?? load.loaded;
+      load.total = info.total ?? load.total;
+      if (load.loaded < load.total) throttle.request();
+      else throttle.flush();  // the last layer: drawn at once
+      return;
+    }
     let f = files.get(info.file);
     if (!f) {
       f = { loaded: 0, done: false };

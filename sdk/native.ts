@@ -111,7 +111,13 @@ export interface MatmulOptions {
 
 export interface NativeEngine {
   /** fbgemmFp8: FbgemmFp8Config's fields as JSON. */
-  loadModel(dir: string, options: { dtype: string; fbgemmFp8?: string; kvCacheDtype?: string }): Promise<NativeModel>;
+  loadModel(dir: string, options: {
+    dtype: string;
+    fbgemmFp8?: string;
+    kvCacheDtype?: string;
+    /** After each decoder layer: bytes of the text model's tensors loaded so far and in all. */
+    onLayerLoaded?: (loaded: number, total: number) => void;
+  }): Promise<NativeModel>;
   setNumThreads(n: number): void;
   numThreads(): number;
   simd(): string;

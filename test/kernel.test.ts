@@ -221,6 +221,8 @@ describe.skipIf(!!skipReason)("the llama4-ts Jupyter kernel", () => {
       expect(last[0]).toBe(`Downloading test-org/tiny-llama4: 3/3 files, ${formatBytes(total)} / ${formatBytes(total)} [${"#".repeat(24)}]`);
       const weights = last.find((l) => l.includes("model.safetensors"))!;
       expect(weights).toContain(`${formatBytes(statSync(join(TINY, "model.safetensors")).size)} done`);
+      // then the engine loading them: all of the text model's tensor bytes, the bar full
+      expect(last.at(-1)).toMatch(/^Loading weights test-org\/tiny-llama4: (\S+ \S+) \/ \1 \[#{24}\] /);
     } finally {
       await hub.close();
       rmSync(cacheDir, { recursive: true, force: true });

@@ -17,7 +17,7 @@ import { get_best_fit } from "../sdk/models/llama4/image_processing_llama4";
 import { native } from "../sdk/native";
 import { decodeThinPng } from "../sdk/utils/png";
 import sharp, { type Sharp } from "sharp";
-import { deflateSync } from "node:zlib";
+import { crc32, deflateSync } from "node:zlib";
 import { modelDir } from "./helpers/fixtures";
 
 const F32 = modelDir("tiny-llama4-f32");
@@ -328,12 +328,3 @@ describe("images and processor options", () => {
     await expect(load_image("http://[::1")).rejects.toThrow(/load_image: "http:\/\/\[::1" is not a valid URL/);
   });
 });
-
-function crc32(buf: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of buf) {
-    c ^= b;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
-}

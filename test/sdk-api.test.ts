@@ -23,6 +23,7 @@ import {
 import { native } from "../sdk/native";
 import { maxAbsDiff } from "./helpers/compare";
 import { FIXTURES, modelDir } from "./helpers/fixtures";
+import { readRaw } from "./helpers/safetensors";
 
 const TOKENIZER = join(FIXTURES, "llama4-tokenizer");
 const INSTRUCT = modelDir("tiny-llama4-instruct");
@@ -91,6 +92,28 @@ describe("Llama4TextModel", () => {
     const b = await lm.forward({ input_ids: ids, output_hidden_states: true });
     expect(a.last_hidden_state.dims).toEqual([1, 4, 64]);
     expect(maxAbsDiff(a.last_hidden_state.data, b.hidden_states!.at(-1)!.data)).toBe(0);
+  });
+});
+
+describe("progress_callback while loading", () => {
+  // A layer quantized at load can take seconds on a real checkpoint: from_pretrained reports after each decoder layer
+  // the bytes of the text model's tensors loaded so far, ending at all of them.
+  test("one \"loading\" report per decoder layer, growing to every byte of the checkpoint's tensors", async () => {
+    const dir = modelDir("tiny-llama4-f32");
+    const reports: { status: string; file: string; loaded?: number; total?: number }[] = [];
+    const model = await Llama4ForCausalLM.from_pretrained(dir, { dtype: "q8", progress_callback: (info) => reports.push(info) });
+    const { header } = readRaw(join(dir, "model.safetensors"));
+    const bytes = Object.values(header).reduce((n, e) => n + e.data_offsets[1] - e.data_offsets[0], 0);
+    expect(reports).toHaveLength(model.text_config.num_hidden_layers);
+    expect(reports.every((r) => r.status === "loading" && r.file === "weights" && r.total === bytes)).toBe(true);
+    const loaded = reports.map((r) => r.loaded!);
+    expect(loaded).toEqual([...loaded].sort((a, b) => a - b));
+    expect(loaded.at(-1)).toBe(bytes);
+    // A progress display that throws does not fail the load.
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    await Llama4ForCausalLM.from_pretrained(dir, { progress_callback: () => { throw new Error("display gone"); } });
+    expect(warn.mock.calls.flat().join(" ")).toMatch(/progress_callback threw while loading .*display gone/);
+    warn.mockRestore();
   });
 });
 

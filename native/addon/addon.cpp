@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <set>
+#include <utility>
 
 #include "../src/kernels/kernels.h"
 #include "../src/kernels/quantized.h"
@@ -397,12 +399,37 @@ Napi::FunctionReference ModelWrap::constructor;
 
 class LoadWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, std::string dir, std::string dtype, std::string fbgemm_fp8, std::string kv_dtype)
+  // `on_layer_loaded` (may be empty): called on the JS thread with (bytes loaded, bytes in all) after each layer.
+  LoadWorker(Napi::Env env, std::string dir, std::string dtype, std::string fbgemm_fp8, std::string kv_dtype,
+             Napi::Function on_layer_loaded)
       : PromiseWorker(env), dir_(std::move(dir)), dtype_(std::move(dtype)), fbgemm_fp8_(std::move(fbgemm_fp8)),
-        kv_dtype_(std::move(kv_dtype)) {}
+        kv_dtype_(std::move(kv_dtype)), reports_(!on_layer_loaded.IsEmpty()) {
+    if (reports_) progress_ = Napi::ThreadSafeFunction::New(env, on_layer_loaded, "llama4-ts load progress", 0, 1);
+  }
 
  protected:
-  void Run() override { model_ = std::make_shared<TextModel>(dir_, dtype_, fbgemm_fp8_, kv_dtype_); }
+  void Run() override {
+    std::function<void(size_t, size_t)> report;
+    if (reports_)
+      report = [this](size_t done, size_t total) {
+        auto* counts = new std::pair<double, double>(double(done), double(total));
+        const napi_status queued = progress_.BlockingCall(counts, [](Napi::Env env, Napi::Function fn, std::pair<double, double>* c) {
+          try {
+            fn.Call({Napi::Number::New(env, c->first), Napi::Number::New(env, c->second)});
+          } catch (const Napi::Error&) {  // a progress display that fails must not fail the load
+          }
+          delete c;
+        });
+        if (queued != napi_ok) delete counts;
+      };
+    struct Release {  // however Run ends, so the function does not keep the event loop alive
+      LoadWorker* w;
+      ~Release() {
+        if (w->reports_) w->progress_.Release();
+      }
+    } release{this};
+    model_ = std::make_shared<TextModel>(dir_, dtype_, fbgemm_fp8_, kv_dtype_, report);
+  }
   Napi::Value Resolve(Napi::Env) override {
     Napi::Object obj = ModelWrap::constructor.New({});
     ModelWrap::Unwrap(obj)->model = model_;
@@ -411,15 +438,18 @@ class LoadWorker : public PromiseWorker {
 
  private:
   std::string dir_, dtype_, fbgemm_fp8_, kv_dtype_;
+  bool reports_;
+  Napi::ThreadSafeFunction progress_;
   std::shared_ptr<TextModel> model_;
 };
 
-// loadModel(dir, { dtype, fbgemmFp8, kvCacheDtype }) -> Promise<NativeModel>; fbgemmFp8: FbgemmFp8Config's fields as
-// JSON; kvCacheDtype: "float32" (default) or "bfloat16".
+// loadModel(dir, { dtype, fbgemmFp8, kvCacheDtype, onLayerLoaded }) -> Promise<NativeModel>; fbgemmFp8: FbgemmFp8Config's
+// fields as JSON; kvCacheDtype: "float32" (default), "bfloat16" or "int8"; onLayerLoaded(bytesLoaded, bytesTotal).
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadModel expects a directory path");
   std::string dtype = "auto", fbgemm_fp8, kv_dtype = "float32";
+  Napi::Function on_layer_loaded;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value d = info[1].As<Napi::Object>().Get("dtype");
     if (d.IsString()) dtype = d.As<Napi::String>().Utf8Value();
@@ -427,8 +457,10 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     if (f.IsString()) fbgemm_fp8 = f.As<Napi::String>().Utf8Value();
     Napi::Value kv = info[1].As<Napi::Object>().Get("kvCacheDtype");
     if (kv.IsString()) kv_dtype = kv.As<Napi::String>().Utf8Value();
+    Napi::Value progress = info[1].As<Napi::Object>().Get("onLayerLoaded");
+    if (progress.IsFunction()) on_layer_loaded = progress.As<Napi::Function>();
   }
-  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype, fbgemm_fp8, kv_dtype);
+  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype, fbgemm_fp8, kv_dtype, on_layer_loaded);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;

@@ -16,8 +16,12 @@ import { readTextFile } from "../utils/files";
 export { HubError, type HubErrorCode } from "./errors";
 
 export interface ProgressInfo {
-  /** "download": a file transfer starts; "progress": bytes arrived; "done": verified and in the cache. */
-  status: "download" | "progress" | "done";
+  /**
+   * "download": a file transfer starts; "progress": bytes arrived; "done": verified and in the cache.
+   * "loading": from_pretrained's engine has loaded (converted, quantized) `loaded` of the `total` bytes of the
+   * text model's tensors, reported after each decoder layer; `file` is "weights".
+   */
+  status: "download" | "progress" | "done" | "loading";
   file: string;
   /** The repo id the file belongs to. */
   name?: string;

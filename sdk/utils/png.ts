@@ -3,24 +3,12 @@
 // tens of seconds there; inflating and unfiltering it here takes about a second. Any PNG outside the case, or one
 // whose chunks do not check out (CRC, sizes, data), returns null and goes to sharp, so errors stay libvips' own.
 // The pixels are those libvips gives for such a file (no gamma, no ICC, alpha dropped, palette expanded).
-import { inflateSync } from "node:zlib";
+import { crc32, inflateSync } from "node:zlib";
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 /** Rows per column from which a PNG counts as thin, and the fewest rows worth the fast path. */
 const THIN_RATIO = 64;
 const MIN_ROWS = 65536;
-
-let crcTable: Uint32Array | undefined;
-function crc32(buf: Uint8Array): number {
-  crcTable ??= Uint32Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  let c = 0xffffffff;
-  for (let i = 0; i < buf.length; i++) c = crcTable[(c ^ buf[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 /** RGB bytes of a thin 8-bit PNG, or null when the file is not one (or not a clean one). */
 export function decodeThinPng(bytes: Buffer, maxPixels: number): { data: Uint8Array; width: number; height: number } | null {

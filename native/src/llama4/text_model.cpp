@@ -127,7 +127,8 @@ size_t KVCache::bytes() const {
   return n;
 }
 
-TextModel::TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8, const std::string& kv_dtype) {
+TextModel::TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8, const std::string& kv_dtype,
+                     std::function<void(size_t, size_t)> layer_loaded) {
   kv_dtype_ = kv_cache_dtype(kv_dtype);
   const std::string config_path = dir + "/config.json";
   const Json root = Json::parse(read_text_file(config_path), config_path);
@@ -142,6 +143,7 @@ TextModel::TextModel(const std::string& dir, const std::string& dtype, const std
   }
   checkpoint_ = std::make_unique<Checkpoint>(dir);
   WeightLoader loader(*checkpoint_, config_, dtype, quant);
+  loader.layer_loaded = std::move(layer_loaded);
   weights_ = loader.load();
   if (vision_config_.usable()) vision_ = std::make_unique<VisionModel>(vision_config_, loader.load_vision(vision_config_));
   owned_ = loader.take_owned();

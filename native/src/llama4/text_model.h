@@ -95,8 +95,9 @@ class TextModel {
   // `kv_dtype`: "float32", "bfloat16" or "int8", what its KV caches hold by default. Keys and values are rounded to it
   // in every forward without a cache, and to the cache's dtype in one with a cache, so a cached decode equals the full
   // forward of a model loaded with that kv_dtype.
+  // `layer_loaded`: see WeightLoader::layer_loaded.
   TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8 = "",
-            const std::string& kv_dtype = "float32");
+            const std::string& kv_dtype = "float32", std::function<void(size_t done, size_t total)> layer_loaded = {});
   DType kv_dtype() const { return kv_dtype_; }
   const TextConfig& config() const { return config_; }
   const TextWeights& weights() const { return weights_; }

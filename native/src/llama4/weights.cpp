@@ -1,5 +1,6 @@
 #include "weights.h"
 
+#include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 
@@ -312,6 +313,23 @@ TextWeights WeightLoader::load() {
   if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = linear(head.substr(0, head.size() - 7), V, H, true);
   else w.lm_head = w.embed_tokens;
 
+  // Bytes of the text model's tensors: outside the decoder layers (`done` before the first), per layer, and in all.
+  // The last report is always (total, total).
+  std::vector<size_t> layer_bytes(size_t(c.num_hidden_layers), 0);
+  size_t done = 0;
+  const std::string layers_prefix = prefix + "layers.";
+  for (const auto& [name, t] : ckpt_.tensors()) {
+    if (name.rfind(prefix, 0) != 0 && name != head) continue;
+    if (name.rfind(layers_prefix, 0) != 0) {
+      done += t.nbytes;
+      continue;
+    }
+    const size_t layer = size_t(std::strtoull(name.c_str() + layers_prefix.size(), nullptr, 10));
+    if (layer < layer_bytes.size()) layer_bytes[layer] += t.nbytes;
+  }
+  size_t total = done;
+  for (size_t b : layer_bytes) total += b;
+
   for (int64_t i = 0; i < c.num_hidden_layers; i++) {
     const std::string p = prefix + "layers." + std::to_string(i) + ".";
     DecoderLayerWeights l;
@@ -343,6 +361,8 @@ TextWeights WeightLoader::load() {
       l.mlp.down_proj = linear(p + "feed_forward.down_proj", H, M);
     }
     w.layers.push_back(std::move(l));
+    done += layer_bytes[size_t(i)];
+    if (layer_loaded) layer_loaded(done, total);
   }
   w.converted_bytes = converted_bytes_;
   w.quantized = std::move(quantized_modules_);

@@ -1,6 +1,7 @@
 // Weights of the Llama 4 text model and vision tower as views into the mapped checkpoint (converted
 // copies only when the caller asks for another dtype). Names follow transformers' modules.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -89,6 +90,9 @@ class WeightLoader {
  public:
   WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype, QuantizationConfig quant);
   TextWeights load();
+  // Called after each decoder layer with the bytes of the text model's checkpoint tensors loaded so far and in all
+  // (a layer quantized at load can take seconds: this drives a progress bar).
+  std::function<void(size_t done, size_t total)> layer_loaded;
   // The vision tower of a Llama4ForConditionalGeneration checkpoint; `vision` must be usable().
   VisionWeights load_vision(const VisionConfig& vision);
 

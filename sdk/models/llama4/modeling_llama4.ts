@@ -251,12 +251,31 @@ export class Llama4PreTrainedModel {
     if (!KV_CACHE_DTYPES.includes(kvCacheDtype)) {
       throw new Error(`kv_cache_dtype ${JSON.stringify(kvCacheDtype)} is not supported: use ${KV_CACHE_DTYPES.map((d) => `"${d}"`).join(", ")}`);
     }
+    // The engine reports after each decoder layer, the last report being (total, total). Reports reach this thread
+    // in their own turns, possibly after the load's promise settles: from_pretrained returns once the last one is in.
+    const progress = options.progress_callback;
+    let lastReport!: () => void;
+    const reportsDone = new Promise<void>((resolve) => (lastReport = resolve));
+    let displayBroken = false;
+    const onLayerLoaded = (loaded: number, total: number) => {
+      if (progress && !displayBroken) {
+        try {
+          progress({ status: "loading", file: "weights", name: pathOrId, loaded, total });
+        } catch (err) {  // a broken progress display must not fail the load; said once
+          displayBroken = true;
+          console.warn(`from_pretrained: progress_callback threw while loading ${pathOrId}: ${(err as Error)?.message ?? String(err)}`);
+        }
+      }
+      if (loaded >= total) lastReport();
+    };
     const engine = await native().loadModel(dir, {
       dtype,
       kvCacheDtype,
+      ...(progress ? { onLayerLoaded } : {}),
       ...(quantization ? { fbgemmFp8: JSON.stringify({ activation_scale_ub: quantization.activation_scale_ub, modules_to_not_convert: quantization.modules_to_not_convert }) } : {}),
     });
     const model = new this(engine, config, generationConfig, dtype, attn, pathOrId);
+    if (progress && model.text_config.num_hidden_layers > 0) await reportsDone;
     model.source_dir = dir;
     registerCancellable(model); // so cancelAll() (a Jupyter interrupt) reaches it
     return model;
