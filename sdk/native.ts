@@ -115,6 +115,8 @@ export interface NativeEngine {
     dtype: string;
     fbgemmFp8?: string;
     kvCacheDtype?: string;
+    /** Keep float weights used as stored in the mapped checkpoint instead of copying them (false when absent). */
+    useMmap?: boolean;
     /** After each decoder layer: bytes of the text model's tensors loaded so far and in all. */
     onLayerLoaded?: (loaded: number, total: number) => void;
   }): Promise<NativeModel>;

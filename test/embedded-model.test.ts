@@ -54,6 +54,21 @@ describe.each(["prose", "chat"])("%s prompt", (name) => {
   });
 });
 
+test("use_mmap: the weights left in the mapped checkpoint give the same logits, bit for bit, as the default's copies", async () => {
+  const mapped = await Llama4ForCausalLM.from_pretrained(embedded_model_path(), { use_mmap: true });
+  const ids = [Array.from(g["prose.input_ids"].data)];
+  const [a, b] = [await model.forward({ input_ids: ids }), await mapped.forward({ input_ids: ids })];
+  expect(maxAbsDiff(a.logits.data, b.logits.data)).toBe(0);
+  expect(mapped.weight_memory()).toEqual(model.weight_memory());
+  // The default copied the tensors of 2 MiB and more (the experts' gate_up_proj); use_mmap copied nothing.
+  const info = (m: Llama4ForCausalLM) => (m as unknown as { engine: { info(): { convertedBytes: number } } }).engine.info();
+  expect(info(model).convertedBytes).toBeGreaterThanOrEqual(4 * 2 ** 21);
+  expect(info(mapped).convertedBytes).toBe(0);
+  await expect(Llama4ForCausalLM.from_pretrained(embedded_model_path(), { use_mmap: "yes" as unknown as boolean })).rejects.toThrow(
+    /use_mmap must be true or false, got "yes"/,
+  );
+});
+
 test("the tokenizer encodes the prompts as transformers did", () => {
   expect(tokenizer.encode("It is a truth universally acknowledged, that a single man in possession of a good fortune")).toEqual(
     Array.from(g["prose.input_ids"].data),

@@ -400,18 +400,15 @@ Napi::FunctionReference ModelWrap::constructor;
 class LoadWorker : public PromiseWorker {
  public:
   // `on_layer_loaded` (may be empty): called on the JS thread with (bytes loaded, bytes in all) after each layer.
-  LoadWorker(Napi::Env env, std::string dir, std::string dtype, std::string fbgemm_fp8, std::string kv_dtype,
-             Napi::Function on_layer_loaded)
-      : PromiseWorker(env), dir_(std::move(dir)), dtype_(std::move(dtype)), fbgemm_fp8_(std::move(fbgemm_fp8)),
-        kv_dtype_(std::move(kv_dtype)), reports_(!on_layer_loaded.IsEmpty()) {
+  LoadWorker(Napi::Env env, std::string dir, l4::LoadOptions options, Napi::Function on_layer_loaded)
+      : PromiseWorker(env), dir_(std::move(dir)), options_(std::move(options)), reports_(!on_layer_loaded.IsEmpty()) {
     if (reports_) progress_ = Napi::ThreadSafeFunction::New(env, on_layer_loaded, "llama4-ts load progress", 0, 1);
   }
 
  protected:
   void Run() override {
-    std::function<void(size_t, size_t)> report;
     if (reports_)
-      report = [this](size_t done, size_t total) {
+      options_.layer_loaded = [this](size_t done, size_t total) {
         auto* counts = new std::pair<double, double>(double(done), double(total));
         const napi_status queued = progress_.BlockingCall(counts, [](Napi::Env env, Napi::Function fn, std::pair<double, double>* c) {
           try {
@@ -428,7 +425,7 @@ class LoadWorker : public PromiseWorker {
         if (w->reports_) w->progress_.Release();
       }
     } release{this};
-    model_ = std::make_shared<TextModel>(dir_, dtype_, fbgemm_fp8_, kv_dtype_, report);
+    model_ = std::make_shared<TextModel>(dir_, options_);
   }
   Napi::Value Resolve(Napi::Env) override {
     Napi::Object obj = ModelWrap::constructor.New({});
@@ -437,30 +434,34 @@ class LoadWorker : public PromiseWorker {
   }
 
  private:
-  std::string dir_, dtype_, fbgemm_fp8_, kv_dtype_;
+  std::string dir_;
+  l4::LoadOptions options_;
   bool reports_;
   Napi::ThreadSafeFunction progress_;
   std::shared_ptr<TextModel> model_;
 };
 
-// loadModel(dir, { dtype, fbgemmFp8, kvCacheDtype, onLayerLoaded }) -> Promise<NativeModel>; fbgemmFp8: FbgemmFp8Config's
-// fields as JSON; kvCacheDtype: "float32" (default), "bfloat16" or "int8"; onLayerLoaded(bytesLoaded, bytesTotal).
+// loadModel(dir, { dtype, fbgemmFp8, kvCacheDtype, useMmap, onLayerLoaded }) -> Promise<NativeModel>; fbgemmFp8:
+// FbgemmFp8Config's fields as JSON; kvCacheDtype: "float32" (default), "bfloat16" or "int8"; useMmap: keep float
+// weights in the mapped checkpoint (default false); onLayerLoaded(bytesLoaded, bytesTotal).
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadModel expects a directory path");
-  std::string dtype = "auto", fbgemm_fp8, kv_dtype = "float32";
+  l4::LoadOptions options;
   Napi::Function on_layer_loaded;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value d = info[1].As<Napi::Object>().Get("dtype");
-    if (d.IsString()) dtype = d.As<Napi::String>().Utf8Value();
+    if (d.IsString()) options.dtype = d.As<Napi::String>().Utf8Value();
     Napi::Value f = info[1].As<Napi::Object>().Get("fbgemmFp8");
-    if (f.IsString()) fbgemm_fp8 = f.As<Napi::String>().Utf8Value();
+    if (f.IsString()) options.fbgemm_fp8 = f.As<Napi::String>().Utf8Value();
     Napi::Value kv = info[1].As<Napi::Object>().Get("kvCacheDtype");
-    if (kv.IsString()) kv_dtype = kv.As<Napi::String>().Utf8Value();
+    if (kv.IsString()) options.kv_dtype = kv.As<Napi::String>().Utf8Value();
+    Napi::Value mmap = info[1].As<Napi::Object>().Get("useMmap");
+    if (mmap.IsBoolean()) options.use_mmap = mmap.As<Napi::Boolean>().Value();
     Napi::Value progress = info[1].As<Napi::Object>().Get("onLayerLoaded");
     if (progress.IsFunction()) on_layer_loaded = progress.As<Napi::Function>();
   }
-  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), dtype, fbgemm_fp8, kv_dtype, on_layer_loaded);
+  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), std::move(options), on_layer_loaded);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;
@@ -527,7 +528,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   l4::Matrix m{dtype, static_cast<const uint8_t*>(w.ArrayBuffer().Data()) + w.ByteOffset(), rows, cols};
   m.in_out = in_out;
   std::vector<float> y(tokens * out);
-  std::vector<uint8_t> storage;
+  l4::WeightBytes storage;
   try {
     if (!quantize.empty())
       m = l4::quantize_matrix(m, quantize == "q8" ? l4::DType::Q8 : quantize == "q4" ? l4::DType::Q4 : l4::DType::F8_E4M3, storage);

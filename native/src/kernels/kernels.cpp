@@ -331,13 +331,13 @@ std::function<void(int64_t, float*)> output_rows(const Matrix& w, std::vector<fl
 }
 
 // Room for a quantized matrix's data followed (64-byte aligned) by its scales; returns where the scales start.
-size_t layout_storage(std::vector<uint8_t>& storage, size_t data_bytes, size_t scale_bytes) {
+size_t layout_storage(WeightBytes& storage, size_t data_bytes, size_t scale_bytes) {
   const size_t scales_at = (data_bytes + 63) / 64 * 64;
   storage.assign(scales_at + scale_bytes, 0);
   return scales_at;
 }
 
-Matrix quantized_view(DType t, const std::vector<uint8_t>& storage, int64_t N, int64_t K, size_t scales_at) {
+Matrix quantized_view(DType t, const WeightBytes& storage, int64_t N, int64_t K, size_t scales_at) {
   Matrix q;
   q.dtype = t;
   q.data = storage.data();
@@ -349,7 +349,7 @@ Matrix quantized_view(DType t, const std::vector<uint8_t>& storage, int64_t N, i
 }
 }  // namespace
 
-Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage) {
+Matrix quantize_matrix(const Matrix& w, DType target, WeightBytes& storage) {
   const int64_t N = w.outputs(), K = w.inputs();
   std::vector<float> transposed;
   const std::function<void(int64_t, float*)> row = output_rows(w, transposed);
@@ -375,7 +375,7 @@ Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& stor
 }
 
 Matrix pack_matrix(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row,
-                   std::vector<uint8_t>& storage) {
+                   WeightBytes& storage) {
   const size_t scales_at = layout_storage(storage, size_t(quant_groups(N) * quant_group_bytes(t, K)),
                                           size_t(quant_groups(N) * quant_blocks(K) * kQuantRows) * 2);
   pack_rows(t, N, K, row, storage.data(), reinterpret_cast<uint16_t*>(storage.data() + scales_at));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../dtype.h"
+#include "../weight_bytes.h"
 
 namespace l4 {
 
@@ -138,11 +139,11 @@ void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, co
 // A float matrix quantized to Q8 / Q4 (load-time quantization, tests), or to F8_E4M3 with a scale per output row
 // as FbgemmFp8 does (max(amax / 448, 1 / (448 * 512)), round to nearest): `storage` receives the data and scales the
 // returned view points to. An [in, out] matrix comes out transposed to [out, in].
-Matrix quantize_matrix(const Matrix& w, DType target, std::vector<uint8_t>& storage);
+Matrix quantize_matrix(const Matrix& w, DType target, WeightBytes& storage);
 // A Q8 / Q4 matrix from integer quants (a checkpoint's): row(n, q, s) gives row n's K quants (q8: [-128, 127],
 // q4: [-8, 7]) and its quant_blocks(K) f16 block scales.
 Matrix pack_matrix(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row,
-                   std::vector<uint8_t>& storage);
+                   WeightBytes& storage);
 
 // The same two products on the calling thread alone, over output columns [n0, n1), for callers that split work
 // across threads themselves: W [out, in] (nn.Linear) and W [in, out].

@@ -127,23 +127,22 @@ size_t KVCache::bytes() const {
   return n;
 }
 
-TextModel::TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8, const std::string& kv_dtype,
-                     std::function<void(size_t, size_t)> layer_loaded) {
-  kv_dtype_ = kv_cache_dtype(kv_dtype);
+TextModel::TextModel(const std::string& dir, LoadOptions options) {
+  kv_dtype_ = kv_cache_dtype(options.kv_dtype);
   const std::string config_path = dir + "/config.json";
   const Json root = Json::parse(read_text_file(config_path), config_path);
   config_ = TextConfig::from_json(root, config_path);
   vision_config_ = VisionConfig::from_json(root, config_path);
   QuantizationConfig quant = QuantizationConfig::from_checkpoint(root, config_path);
-  if (!fbgemm_fp8.empty()) {
+  if (!options.fbgemm_fp8.empty()) {
     if (quant.method != QuantizationConfig::Method::None)
       throw std::runtime_error("FbgemmFp8Config quantizes a float checkpoint at load, but " + dir +
                                " is already quantized (config.json has a quantization_config)");
-    quant = QuantizationConfig::fbgemm_fp8(Json::parse(fbgemm_fp8, "FbgemmFp8Config"));
+    quant = QuantizationConfig::fbgemm_fp8(Json::parse(options.fbgemm_fp8, "FbgemmFp8Config"));
   }
   checkpoint_ = std::make_unique<Checkpoint>(dir);
-  WeightLoader loader(*checkpoint_, config_, dtype, quant);
-  loader.layer_loaded = std::move(layer_loaded);
+  WeightLoader loader(*checkpoint_, config_, options.dtype, quant, options.use_mmap);
+  loader.layer_loaded = std::move(options.layer_loaded);
   weights_ = loader.load();
   if (vision_config_.usable()) vision_ = std::make_unique<VisionModel>(vision_config_, loader.load_vision(vision_config_));
   owned_ = loader.take_owned();

@@ -88,16 +88,22 @@ struct WeightStat {
   size_t bytes;
 };
 
+struct LoadOptions {
+  std::string dtype = "auto";  // auto, float32, bfloat16, float16, q8 or q4 (see WeightLoader)
+  // FbgemmFp8Config's fields as JSON ("" for none): quantize the Linears to FP8 at load.
+  std::string fbgemm_fp8;
+  // "float32", "bfloat16" or "int8", what its KV caches hold by default. Keys and values are rounded to it in every
+  // forward without a cache, and to the cache's dtype in one with a cache, so a cached decode equals the full
+  // forward of a model loaded with that kv_dtype.
+  std::string kv_dtype = "float32";
+  bool use_mmap = false;  // see WeightLoader
+  std::function<void(size_t done, size_t total)> layer_loaded;  // see WeightLoader::layer_loaded
+};
+
 class TextModel {
  public:
   // Loads config.json and the safetensors weights from a checkpoint directory.
-  // `fbgemm_fp8`: FbgemmFp8Config's fields as JSON ("" for none): quantize the Linears to FP8 at load.
-  // `kv_dtype`: "float32", "bfloat16" or "int8", what its KV caches hold by default. Keys and values are rounded to it
-  // in every forward without a cache, and to the cache's dtype in one with a cache, so a cached decode equals the full
-  // forward of a model loaded with that kv_dtype.
-  // `layer_loaded`: see WeightLoader::layer_loaded.
-  TextModel(const std::string& dir, const std::string& dtype, const std::string& fbgemm_fp8 = "",
-            const std::string& kv_dtype = "float32", std::function<void(size_t done, size_t total)> layer_loaded = {});
+  explicit TextModel(const std::string& dir, LoadOptions options = {});
   DType kv_dtype() const { return kv_dtype_; }
   const TextConfig& config() const { return config_; }
   const TextWeights& weights() const { return weights_; }
@@ -120,7 +126,7 @@ class TextModel {
   TextConfig config_;
   DType kv_dtype_ = DType::F32;
   std::unique_ptr<Checkpoint> checkpoint_;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
+  std::vector<std::unique_ptr<WeightBytes>> owned_;
   TextWeights weights_;
   VisionConfig vision_config_;
   std::unique_ptr<VisionModel> vision_;  // null unless vision_config_ is usable

@@ -1,6 +1,7 @@
 #include "weights.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 
@@ -19,8 +20,9 @@ std::string shape_str(const std::vector<int64_t>& s) {
 bool is_float(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
 }  // namespace
 
-WeightLoader::WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype, QuantizationConfig quant)
-    : ckpt_(ckpt), config_(config), dtype_(dtype), quant_(std::move(quant)) {
+WeightLoader::WeightLoader(const Checkpoint& ckpt, const TextConfig& config, const std::string& dtype, QuantizationConfig quant,
+                           bool use_mmap)
+    : ckpt_(ckpt), config_(config), dtype_(dtype), quant_(std::move(quant)), use_mmap_(use_mmap) {
   if (dtype_ != "auto" && dtype_ != "float32" && dtype_ != "bfloat16" && dtype_ != "float16" && dtype_ != "q8" &&
       dtype_ != "q4")
     throw std::runtime_error("dtype \"" + dtype_ + "\" is not supported (auto, float32, bfloat16, float16, q8, q4)");
@@ -52,7 +54,7 @@ Matrix WeightLoader::matrix(const std::string& name, std::vector<int64_t> shape)
   if (dtype_ == "bfloat16") target = DType::BF16;
   if (dtype_ == "float16") target = DType::F16;
   if (target == t.dtype) return m;  // zero-copy
-  std::vector<uint8_t>& buf = own(size_t(t.numel()) * 2);
+  WeightBytes& buf = own(size_t(t.numel()) * 2);
   uint16_t* out = reinterpret_cast<uint16_t*>(buf.data());
   std::vector<float> row(m.cols);
   for (int64_t r = 0; r < m.rows; r++) {
@@ -65,30 +67,50 @@ Matrix WeightLoader::matrix(const std::string& name, std::vector<int64_t> shape)
   return m;
 }
 
-std::vector<uint8_t>& WeightLoader::own(size_t bytes) {
-  owned_.push_back(std::make_unique<std::vector<uint8_t>>(bytes));
+WeightBytes& WeightLoader::own(size_t bytes) {
+  owned_.push_back(std::make_unique<WeightBytes>(bytes));
   converted_bytes_ += bytes;
   return *owned_.back();
 }
 
 Matrix WeightLoader::quantized(const Matrix& m, DType target) {
-  auto buf = std::make_unique<std::vector<uint8_t>>();
+  auto buf = std::make_unique<WeightBytes>();
   const Matrix q = quantize_matrix(m, target, *buf);
   converted_bytes_ += buf->size();
   owned_.push_back(std::move(buf));
   return q;
 }
 
+Matrix WeightLoader::resident(const std::string& tensor, Matrix m) {
+  const TensorInfo& t = ckpt_.get(tensor);
+  if (use_mmap_ || m.data != t.data || t.nbytes < HugePageAllocator<uint8_t>::kMinMappedBytes) return m;
+  WeightBytes& copy = own(t.nbytes);
+  constexpr size_t kPiece = size_t(64) << 20;
+  const auto* from = static_cast<const uint8_t*>(t.data);
+  for (size_t at = 0; at < t.nbytes; at += kPiece) {
+    const size_t n = std::min(kPiece, t.nbytes - at);
+    std::memcpy(copy.data() + at, from + at, n);
+    Checkpoint::release(from + at, n);
+  }
+  m.data = copy.data();
+  return m;
+}
+
+bool WeightLoader::quantizes_at_load(const std::string& module) const {
+  return dtype_ == "q8" || dtype_ == "q4" || (quant_.method == QuantizationConfig::Method::FbgemmFp8 && quant_.converts(module));
+}
+
 Matrix WeightLoader::quantized_at_load(const std::string& module, const Matrix& m, bool lm_head, std::vector<std::string> replaces) {
-  Matrix q = m;
+  if (!quantizes_at_load(module)) return m;
+  Matrix q;
   if (dtype_ == "q8" || dtype_ == "q4") {  // lm_head stays at 8 bits under q4: its errors go straight into every logit
     q = quantized(m, dtype_ == "q8" || lm_head ? DType::Q8 : DType::Q4);
-  } else if (quant_.method == QuantizationConfig::Method::FbgemmFp8 && quant_.converts(module)) {
+  } else {
     q = quantized(m, DType::F8_E4M3);
     q.fp8_activations = Matrix::Fp8Activations::PerTokenBounded;
     q.activation_ub = float(quant_.activation_scale_ub);
   }
-  if (q.data != m.data) quantized_modules_.push_back({module, q, std::move(replaces)});
+  quantized_modules_.push_back({module, q, std::move(replaces)});
   return q;
 }
 
@@ -112,8 +134,9 @@ Matrix WeightLoader::linear(const std::string& module, int64_t out, int64_t in, 
     return q;
   }
   const Matrix m = matrix(module + ".weight", {out, in});
+  if (!quantizes_at_load(module)) return resident(module + ".weight", m);
   const Matrix q = quantized_at_load(module, m, lm_head, {module + ".weight"});
-  if (q.data != m.data && m.data == ckpt_.get(module + ".weight").data) ckpt_.release(module + ".weight");
+  if (m.data == ckpt_.get(module + ".weight").data) ckpt_.release(module + ".weight");
   return q;
 }
 
@@ -198,7 +221,7 @@ Matrix WeightLoader::fp8(const std::string& module, int64_t out, int64_t in) {
   if (st.numel() != 1 && st.numel() != out)
     throw std::runtime_error(st.file + ": tensor " + scale_name + " has shape " + st.shape_str() + "; expected [" +
                              std::to_string(out) + ", 1] (channel) or one value (tensor)");
-  std::vector<uint8_t>& row_scales = own(size_t(out) * sizeof(float));
+  WeightBytes& row_scales = own(size_t(out) * sizeof(float));
   auto* rs = reinterpret_cast<float*>(row_scales.data());
   for (int64_t n = 0; n < out; n++) rs[n] = scale[st.numel() == 1 ? 0 : n];
   Matrix m;  // the FP8 values stay in the mapped file
@@ -208,7 +231,7 @@ Matrix WeightLoader::fp8(const std::string& module, int64_t out, int64_t in) {
   m.cols = in;
   m.row_scales = rs;
   m.fp8_activations = quant_.fp8_dynamic_activations ? Matrix::Fp8Activations::PerToken : Matrix::Fp8Activations::None;
-  return m;
+  return resident(w.name, m);
 }
 
 void WeightLoader::experts(const std::string& module, MoeWeights& moe) {
@@ -224,7 +247,15 @@ void WeightLoader::experts(const std::string& module, MoeWeights& moe) {
     return;
   }
   // The fused tensors [E, H, 2I] and [E, I, H]: columns [0, I) of gate_up_proj are gate, [I, 2I) up.
-  const Matrix gate_up = matrix(module + ".gate_up_proj", {E, H, 2 * I}), down = matrix(module + ".down_proj", {E, I, H});
+  Matrix gate_up = matrix(module + ".gate_up_proj", {E, H, 2 * I}), down = matrix(module + ".down_proj", {E, I, H});
+  bool quantizing = false;
+  for (int64_t e = 0; e < E; e++)
+    for (const char* name : {".gate_proj", ".up_proj", ".down_proj"})
+      quantizing = quantizing || quantizes_at_load(module + "." + std::to_string(e) + name);
+  if (!quantizing) {
+    gate_up = resident(module + ".gate_up_proj", gate_up);
+    down = resident(module + ".down_proj", down);
+  }
   // Quantized, they are saved as one Linear per expert; the first stands for the two fused tensors.
   const std::vector<std::string> fused{module + ".gate_up_proj", module + ".down_proj"};
   auto expert = [&](const Matrix& all, int64_t e, const char* name, int64_t in, int64_t first, int64_t count) {
