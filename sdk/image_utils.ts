@@ -18,9 +18,10 @@
 //   to about 500), while PIL images clip 16-bit greyscale at 255.
 import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
+import type { Metadata, OutputInfo, Sharp } from "sharp";
 
 import { readRegularFile } from "./utils/files";
+import { sharpLib } from "./utils/lazy_modules";
 import { decodeThinPng } from "./utils/png";
 import { checkOptions, describe } from "./utils/options";
 
@@ -202,7 +203,7 @@ async function decodeBytes(bytes: Buffer, what: string, maxPixels: number): Prom
   if (thin) return new RawImage(thin.data, thin.width, thin.height);
   // failOn "truncated" rejects cut-off files and decoder errors, as PIL does, while accepting the
   // recoverable "corrupt data" warnings PIL also ignores. Our own maxPixels replaces sharp's limit.
-  const pipeline = sharp(bytes, { failOn: "truncated", ignoreIcc: true, limitInputPixels: false, autoOrient: true });
+  const pipeline = sharpLib()(bytes, { failOn: "truncated", ignoreIcc: true, limitInputPixels: false, autoOrient: true });
   return decode(pipeline, what, maxPixels);
 }
 

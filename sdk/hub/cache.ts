@@ -14,7 +14,7 @@ import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promise
 import { homedir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { readTextFile } from "../utils/files";
-import { getHFHubCachePath, getRepoFolderName } from "@huggingface/hub";
+import { hubLib } from "../utils/lazy_modules";
 
 export const COMMIT_RE = /^[0-9a-f]{40}$/;
 
@@ -31,11 +31,11 @@ export function isOfflineFromEnv(): boolean {
 }
 
 export function hubCacheDir(cacheDir?: string): string {
-  return resolve(cacheDir ?? getHFHubCachePath());
+  return resolve(cacheDir ?? hubLib().getHFHubCachePath());
 }
 
 export function repoFolder(cacheDir: string, repoId: string): string {
-  return join(cacheDir, getRepoFolderName({ type: "model", name: repoId }));
+  return join(cacheDir, hubLib().getRepoFolderName({ type: "model", name: repoId }));
 }
 
 /** The endpoint: explicit option, then HF_ENDPOINT, then huggingface.co; no trailing slash. */

@@ -12,10 +12,11 @@ import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { downloadFile, fileDownloadInfo, HubApiError, type FileDownloadInfoOutput } from "@huggingface/hub";
+import type { FileDownloadInfoOutput } from "@huggingface/hub";
 
 import type { RepoCache } from "./cache";
 import { describeCause, HubError } from "./errors";
+import { hubLib } from "../utils/lazy_modules";
 import type { ProgressInfo } from "./index";
 
 /** What the Hub's paths-info said about a file at the resolved commit. */
@@ -122,7 +123,7 @@ async function fetchBlob(ctx: DownloadContext, file: RemoteFile, blob: string): 
     if (file.sha256 || file.xet) {
       // LFS/Xet content lives behind a redirect or in Xet storage: let the library probe it.
       try {
-        info = await fileDownloadInfo({
+        info = await hubLib().fileDownloadInfo({
           repo: { type: "model", name: repoId },
           path: file.path,
           revision: ctx.commit,
@@ -229,7 +230,7 @@ async function openBody(
     // Xet-backed storage (huggingface.co): the library reassembles the bytes; slice() makes it
     // fetch from `offset` on, which is how a resume works there.
     try {
-      const blob = await downloadFile({
+      const blob = await hubLib().downloadFile({
         repo: { type: "model", name: ctx.repoId },
         path: file.path,
         revision: ctx.commit,
@@ -262,7 +263,7 @@ async function openBody(
   if (!resp.ok || !resp.body) {
     await resp.body?.cancel().catch(() => undefined);
     // Same error mapping as the library's calls (401 -> gated/token, 404 -> not found).
-    throw ctx.wrap(new HubApiError(resp.url || info.url, resp.status, undefined, `HTTP ${resp.status}`), file.path);
+    throw ctx.wrap(new (hubLib().HubApiError)(resp.url || info.url, resp.status, undefined, `HTTP ${resp.status}`), file.path);
   }
   if (offset > 0 && resp.status === 206) {
     const start = /^bytes (\d+)-/.exec(resp.headers.get("content-range") ?? "")?.[1];

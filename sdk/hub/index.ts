@@ -6,12 +6,12 @@
 // requested files are ever fetched: no tree listing, no snapshot of the whole repo.
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { HubApiError, modelInfo, pathsInfo } from "@huggingface/hub";
 
 import { checkRelativePath, COMMIT_RE, hubCacheDir, hubEndpoint, hubToken, isOfflineFromEnv, RepoCache } from "./cache";
 import { ensureFile, type DownloadContext, type RemoteFile } from "./download";
 import { describeCause, HubError, isConnectionError } from "./errors";
 import { readTextFile } from "../utils/files";
+import { hubLib } from "../utils/lazy_modules";
 
 export { HubError, type HubErrorCode } from "./errors";
 
@@ -227,7 +227,7 @@ async function resolveFromHub(id: string, request: FileRequest, options: Pretrai
 
   const wrap = (err: unknown, file?: string): Error => {
     if (err instanceof HubError) return err;
-    if (err instanceof HubApiError) {
+    if (err instanceof hubLib().HubApiError) {
       const status = err.statusCode;
       const code = errorCodes.get(err.url);
       const where = file ? `${file} in ${id}` : id;
@@ -271,7 +271,7 @@ async function resolveFromHub(id: string, request: FileRequest, options: Pretrai
 
   let commit: string;
   try {
-    const info = await modelInfo({ name: id, revision, additionalFields: ["sha"], ...common });
+    const info = await hubLib().modelInfo({ name: id, revision, additionalFields: ["sha"], ...common });
     commit = String((info as { sha?: unknown }).sha ?? "");
   } catch (err) {
     const wrapped = wrap(err);
@@ -305,7 +305,7 @@ async function resolveFromHub(id: string, request: FileRequest, options: Pretrai
     if (paths.length === 0) return found;
     let infos;
     try {
-      infos = await pathsInfo({ repo, paths, revision: commit, ...common });
+      infos = await hubLib().pathsInfo({ repo, paths, revision: commit, ...common });
     } catch (err) {
       throw wrap(err);
     }

@@ -196,7 +196,8 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64
 // nn.LayerNorm per row of `dim`: (x - mean) / sqrt(var + eps) * weight + bias, var biased.
 void layer_norm(const float* x, const float* weight, const float* bias, float* y, int64_t rows, int64_t dim, float eps);
 // out[r, i] = silu(gate[r, i]) * up[r, i] for rows r < rows and i < width, rows of gate/up `stride` apart
-// (the fused experts keep gate and up side by side in one row). out is [rows, width].
+// (the fused experts keep gate and up side by side in one row). out is [rows, width], and may be gate itself
+// when stride == width (elementwise, in place).
 void silu_mul(const float* gate, const float* up, int64_t stride, int64_t rows, int64_t width, float* out);
 // x[i] += y[i]
 void add_in_place(float* x, const float* y, int64_t n);

@@ -74,8 +74,18 @@ size_t bytes_of(const std::vector<T>& v) { return v.size() * sizeof(T); }
 // unspecified when handed out.
 class Workspace {
  public:
-  enum Slot { kQuery, kContext, kRouterLogits, kExpertInput, kExpertGateUp, kExpertAct, kExpertOutput, kRouted,
-              kGate, kUp, kSlots };
+  enum Slot {
+    kQuery,
+    kContext,
+    kRouterLogits,
+    kGate,
+    kUp,
+    kSlots,
+    // The routed experts run after attention is done with its buffers, so they take those: a prefill holds half
+    // the working memory it would with a buffer each (20 MB instead of 40 MB for 512 tokens of the MoE bench model).
+    kExpertInput = kQuery,     // then the experts' outputs, once the gate/up products have read it
+    kExpertGateUp = kContext,  // then their activations (in place), then the routed sum
+  };
   float* get(Slot slot, size_t floats) {
     if (capacity_[slot] < floats) {
       buffers_[slot].reset(new float[floats]);

@@ -1,6 +1,7 @@
 // Llama4TextMLP and Llama4TextMoe, as in transformers' modeling_llama4.py: the router picks each token's
 // top-k experts, each expert runs once over all of its tokens (so its weights are read once per call),
 // and the shared expert runs on every token.
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -57,12 +58,12 @@ void moe(const TextConfig& c, const MoeWeights& w, const float* h, int64_t token
   for (int64_t e = 0; e < E; e++) first[e + 1] = first[e] + int64_t(routed_to[e].size());
   const int64_t R = first[E];
   float* xin = work.get(Workspace::kExpertInput, R * H);
-  float* gate = work.get(Workspace::kExpertGateUp, R * 2 * I);
+  float* gate = work.get(Workspace::kExpertGateUp, std::max(R * 2 * I, tokens * H));
   float* up = gate + R * I;
-  float* act = work.get(Workspace::kExpertAct, R * I);
-  float* eout = work.get(Workspace::kExpertOutput, R * H);
-  float* routed = work.get(Workspace::kRouted, tokens * H);
-  const size_t expert_bytes = sizeof(float) * size_t(tokens * E + R * (H + 2 * I + I + H) + tokens * H);
+  float* act = gate;     // silu(gate) * up, in place
+  float* eout = xin;     // the inputs are read by the gate/up products before the down products write
+  float* routed = gate;  // the activations are read by the down products before the sum
+  const size_t expert_bytes = sizeof(float) * size_t(tokens * E + R * H + std::max(R * 2 * I, tokens * H));
   meter.hold(expert_bytes);
   for (int64_t e = 0; e < E; e++)
     for (int64_t j = 0; j < int64_t(routed_to[e].size()); j++) {

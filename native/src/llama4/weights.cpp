@@ -343,6 +343,8 @@ TextWeights WeightLoader::load() {
   w.norm = vector_f32(prefix + "norm.weight", H);
   if (ckpt_.has(head) || !c.tie_word_embeddings) w.lm_head = linear(head.substr(0, head.size() - 7), V, H, true);
   else w.lm_head = w.embed_tokens;
+  w.embed_tokens_looked_up_in_place =
+      w.embed_tokens.data == ckpt_.get(prefix + "embed_tokens.weight").data && w.lm_head.data != w.embed_tokens.data;
 
   // Bytes of the text model's tensors: outside the decoder layers (`done` before the first), per layer, and in all.
   // The last report is always (total, total).

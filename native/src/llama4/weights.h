@@ -50,6 +50,9 @@ struct QuantizedModule {
 
 struct TextWeights {
   Matrix embed_tokens;  // [V, H]
+  // The table is read in place from the mapped checkpoint, a row per token, and nothing else reads it (no tied
+  // lm_head): the forward drops its pages from the process after the lookup (see TextModel::forward).
+  bool embed_tokens_looked_up_in_place = false;
   std::vector<DecoderLayerWeights> layers;
   std::vector<float> norm;
   Matrix lm_head;  // [V, H]
