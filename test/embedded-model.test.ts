@@ -54,13 +54,16 @@ describe.each(["prose", "chat"])("%s prompt", (name) => {
   });
 });
 
-test("use_mmap: the weights left in the mapped checkpoint give the same logits, bit for bit, as the default's copies", async () => {
+test("use_mmap: the weights left in the mapped checkpoint give transformers' logits too", async () => {
   const mapped = await Llama4ForCausalLM.from_pretrained(embedded_model_path(), { use_mmap: true });
   const ids = [Array.from(g["prose.input_ids"].data)];
   const [a, b] = [await model.forward({ input_ids: ids }), await mapped.forward({ input_ids: ids })];
-  expect(maxAbsDiff(a.logits.data, b.logits.data)).toBe(0);
+  // The default holds the experts in nn.Linear layout, use_mmap in the checkpoint's fused [in, out] one: their
+  // products sum in different orders, so the two differ by f32 rounding (3.8e-6 measured), each within 1e-4.
+  expect(maxAbsDiff(b.logits.data, g["prose.logits"].data)).toBeLessThanOrEqual(1e-4);
+  expect(maxAbsDiff(a.logits.data, b.logits.data)).toBeLessThanOrEqual(2e-5);
   expect(mapped.weight_memory()).toEqual(model.weight_memory());
-  // The default copied the tensors of 2 MiB and more (the experts' gate_up_proj); use_mmap copied nothing.
+  // The default copied the experts out of the file (and the other tensors of 2 MiB and more); use_mmap copied nothing.
   const info = (m: Llama4ForCausalLM) => (m as unknown as { engine: { info(): { convertedBytes: number } } }).engine.info();
   expect(info(model).convertedBytes).toBeGreaterThanOrEqual(4 * 2 ** 21);
   expect(info(mapped).convertedBytes).toBe(0);

@@ -1,11 +1,13 @@
 #include "weights.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
 
 #include "../kernels/quantized.h"
+#include "../thread_pool.h"
 
 namespace l4 {
 
@@ -94,6 +96,35 @@ Matrix WeightLoader::resident(const std::string& tensor, Matrix m) {
   }
   m.data = copy.data();
   return m;
+}
+
+namespace {
+// dst [cols, rows] = src [rows, cols] (rows ld elements apart), in tiles that stay in L1.
+template <class T>
+void transpose(const T* src, int64_t ld, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kTile = 64;
+  parallel_items((cols + kTile - 1) / kTile, kTile * rows, [&](int64_t t0, int64_t t1) {
+    for (int64_t c0 = t0 * kTile; c0 < std::min(cols, t1 * kTile); c0 += kTile)
+      for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+        for (int64_t c = c0; c < std::min(cols, c0 + kTile); c++)
+          for (int64_t r = r0; r < std::min(rows, r0 + kTile); r++) dst[c * rows + r] = src[r * ld + c];
+  });
+}
+}  // namespace
+
+Matrix WeightLoader::linear_layout(const Matrix& m) {
+  const int64_t K = m.rows, N = m.cols;
+  WeightBytes& copy = own(size_t(K * N) * dtype_size(m.dtype));
+  if (dtype_size(m.dtype) == 2)
+    transpose(static_cast<const uint16_t*>(m.data), m.ld(), K, N, reinterpret_cast<uint16_t*>(copy.data()));
+  else
+    transpose(static_cast<const uint32_t*>(m.data), m.ld(), K, N, reinterpret_cast<uint32_t*>(copy.data()));
+  Matrix t;
+  t.dtype = m.dtype;
+  t.data = copy.data();
+  t.rows = N;
+  t.cols = K;
+  return t;
 }
 
 bool WeightLoader::quantizes_at_load(const std::string& module) const {
@@ -252,10 +283,11 @@ void WeightLoader::experts(const std::string& module, MoeWeights& moe) {
   for (int64_t e = 0; e < E; e++)
     for (const char* name : {".gate_proj", ".up_proj", ".down_proj"})
       quantizing = quantizing || quantizes_at_load(module + "." + std::to_string(e) + name);
-  if (!quantizing) {
-    gate_up = resident(module + ".gate_up_proj", gate_up);
-    down = resident(module + ".down_proj", down);
-  }
+  const bool in_place = gate_up.data == ckpt_.get(module + ".gate_up_proj").data && down.data == ckpt_.get(module + ".down_proj").data;
+  // Used as stored from the mapped file, each expert is copied out in nn.Linear layout ([out, in]), so that decode
+  // streams it row by row like every other Linear: in the fused [in, out] layout a token's product reads each row
+  // of W in pieces, one per thread, and ran at half the bandwidth of the Linears. use_mmap keeps the tensors mapped.
+  const bool relayout = !quantizing && in_place && !use_mmap_;
   // Quantized, they are saved as one Linear per expert; the first stands for the two fused tensors.
   const std::vector<std::string> fused{module + ".gate_up_proj", module + ".down_proj"};
   auto expert = [&](const Matrix& all, int64_t e, const char* name, int64_t in, int64_t first, int64_t count) {
@@ -264,17 +296,17 @@ void WeightLoader::experts(const std::string& module, MoeWeights& moe) {
     v.cols = count;
     v.stride = all.cols;
     v.in_out = true;
+    if (relayout) return linear_layout(v);
     const bool first_one = e == 0 && std::string(name) == "gate_proj";
     return quantized_at_load(module + "." + std::to_string(e) + "." + name, v, false,
                              first_one ? fused : std::vector<std::string>{});
   };
-  const bool in_place = gate_up.data == ckpt_.get(module + ".gate_up_proj").data && down.data == ckpt_.get(module + ".down_proj").data;
   for (int64_t e = 0; e < E; e++) {
     moe.gate_proj.push_back(expert(gate_up, e, "gate_proj", H, 0, I));
     moe.up_proj.push_back(expert(gate_up, e, "up_proj", H, I, I));
     moe.down_proj.push_back(expert(down, e, "down_proj", I, 0, H));
     if (in_place && moe.gate_proj.back().data != gate_up.slice_rows(e * H, H).data) {
-      // Quantized copies made: the expert's mapped pages go, so loading holds one expert's at a time.
+      // Copies made (quantized or relaid): the expert's mapped pages go, so loading holds one expert's at a time.
       Checkpoint::release(gate_up.slice_rows(e * H, H).data, gate_up.slice_rows(e * H, H).bytes());
       Checkpoint::release(down.slice_rows(e * I, I).data, down.slice_rows(e * I, I).bytes());
     }

@@ -115,6 +115,8 @@ class WeightLoader {
   // piece at a time with the mapped pages released behind it, so loading holds at most one piece twice. Unchanged
   // when use_mmap, when the weight is already a copy, or when it is too small for a huge page.
   Matrix resident(const std::string& tensor, Matrix m);
+  // A copy of the float [in, out] view `m` in nn.Linear layout ([out, in], contiguous), in WeightBytes.
+  Matrix linear_layout(const Matrix& m);
   Matrix packed(const std::string& module, int64_t out, int64_t in);  // compressed-tensors int4 / int8
   Matrix fp8(const std::string& module, int64_t out, int64_t in);     // compressed-tensors FP8
   // Llama4TextExperts under `module` (…feed_forward.experts): the fused tensors or one Linear per expert.
