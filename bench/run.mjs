@@ -450,8 +450,10 @@ async function main() {
       r.bytes_per_token = bytesPerToken(s.per_token.params_by_part, r.weights ?? "bf16");
       r.decode_roofline_fraction = (r.decode_tok_s * r.bytes_per_token) / (bandwidth.best_gb_s * 1e9);
       r.decode_median_roofline_fraction = (r.decode_tok_s * r.bytes_per_token) / (bandwidth.median_gb_s * 1e9);
-      if (r.turns)  // the median over turns of each turn's decode against the bandwidth beside it
+      if (r.turns) {  // medians over turns of each turn's decode against the bandwidth beside it
         r.decode_beside_roofline_fraction = median(r.turns.map((t) => (t.decode_tok_s * r.bytes_per_token) / (t.bandwidth_beside_gb_s * 1e9)));
+        r.decode_tok_s_per_gb_s = median(r.turns.map((t) => t.decode_tok_s / t.bandwidth_beside_gb_s));
+      }
     }
   }
 
@@ -508,7 +510,9 @@ async function main() {
         `${r.decode_beside_roofline_fraction === undefined ? "-" : (100 * r.decode_beside_roofline_fraction).toFixed(0) + "%"}, ` +
           `${(100 * r.decode_median_roofline_fraction).toFixed(0)}%, ${(100 * r.decode_roofline_fraction).toFixed(0)}%`,
         base ? `${(r.prefill_tok_s / base.prefill_tok_s).toFixed(2)}x vs ${base.weights}` : "-",
-        base ? `${(r.decode_tok_s / base.decode_tok_s).toFixed(2)}x vs ${base.weights}` : "-", same]);
+        base ? `${(r.decode_tok_s / base.decode_tok_s).toFixed(2)}x vs ${base.weights}` +
+          (r.decode_tok_s_per_gb_s && base.decode_tok_s_per_gb_s ? ` (${(r.decode_tok_s_per_gb_s / base.decode_tok_s_per_gb_s).toFixed(2)}x per GB/s)` : "") : "-",
+        same]);
     }
     console.log(markdownTable(rows));
     console.log();
