@@ -255,7 +255,7 @@ Matrix WeightLoader::fp8(const std::string& module, int64_t out, int64_t in) {
   WeightBytes& row_scales = own(size_t(out) * sizeof(float));
   auto* rs = reinterpret_cast<float*>(row_scales.data());
   for (int64_t n = 0; n < out; n++) rs[n] = scale[st.numel() == 1 ? 0 : n];
-  Matrix m;  // the FP8 values stay in the mapped file
+  Matrix m;  // the FP8 values as stored (resident() copies them out of the mapped file)
   m.dtype = DType::F8_E4M3;
   m.data = w.data;
   m.rows = out;
