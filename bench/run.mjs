@@ -5,7 +5,8 @@
 // compiler (llama.cpp and the bandwidth probe are built once into bench/.cache).
 // Flags: --threads N (default: all cores), --shape large-vocab|moe|all (all), --repeats N (3),
 //        --prompt-tokens N (512), --new-tokens N (64), --torch (add transformers bf16/f32 rows),
-//        --check-f32 (also compare greedy tokens with llama.cpp on an f32 GGUF; converts it once).
+//        --check-f32 (also run llama.cpp on an f32 GGUF, converted once: its greedy tokens and its prefill, the f32
+//        arithmetic llama4-ts does by default), --pairs N (decode pairs per format, 9; 0: none).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -35,11 +36,11 @@ const LLAMA_QUANT = { q8: ["Q8_0"], q4: ["Q4_0", "Q4_K_M"], fp8: [] };  // llama
 
 const USAGE =
   "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--weights bf16,q8,q4,fp8] [--repeats N] [--rounds N] " +
-  "[--prompt-tokens N] [--new-tokens N] [--torch] [--check-f32]";
+  "[--prompt-tokens N] [--new-tokens N] [--torch] [--check-f32] [--pairs N]";
 
 function parseArgs(argv) {
-  const opts = { threads: availableParallelism(), shapes: SHAPES, weights: WEIGHTS, repeats: 3, rounds: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false };
-  const numeric = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats", "--rounds": "rounds" };
+  const opts = { threads: availableParallelism(), shapes: SHAPES, weights: WEIGHTS, repeats: 3, rounds: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false, pairs: 9 };
+  const numeric = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats", "--rounds": "rounds", "--pairs": "pairs" };
   const fail = (arg) => {
     console.error(`${USAGE} (bad: ${arg})`);
     process.exit(2);
@@ -62,7 +63,7 @@ function parseArgs(argv) {
       opts.weights = WEIGHTS.filter((w) => value.includes(w));
     } else if (numeric[flag]) {
       const value = Number(inline ?? argv[++i]);
-      if (!Number.isInteger(value) || value < 1) fail(arg);
+      if (!Number.isInteger(value) || value < (flag === "--pairs" ? 0 : 1)) fail(arg);
       opts[numeric[flag]] = value;
     } else {
       fail(arg);
@@ -304,30 +305,63 @@ function llamaBench(gguf, args, opts) {
 // round the decode median with the bandwidth probed beside that turn.
 function pooled(results) {
   const prefill = results.flatMap((r) => r.prefill_runs), decode = results.flatMap((r) => r.decode_runs);
+  if (!decode.length) return { ...results[0], prefill_tok_s: median(prefill), prefill_runs: prefill };
   const turns = results.map((r) => ({ decode_tok_s: median(r.decode_runs), bandwidth_beside_gb_s: r.bandwidth_beside_gb_s }));
   return { ...results[0], prefill_tok_s: median(prefill), decode_tok_s: median(decode), prefill_runs: prefill, decode_runs: decode, turns };
 }
 
-function benchLlamaCpp(gguf, ours, opts, check = true, type = "bf16") {
+// prefillOnly: the f32 GGUF, whose decode reads twice the bytes of every other row's and is not compared.
+function benchLlamaCpp(gguf, ours, opts, check = true, type = "bf16", prefillOnly = false) {
   // Prefill: pp<P> on an empty cache. Decode: tg<N> after a <P>-token context (-d), the same positions
   // llama4-ts decodes at. llama-bench runs its own warm-up before the timed repetitions.
   const pp = llamaBench(gguf, ["-p", String(opts.promptTokens), "-n", "0"], opts);
-  const tg = llamaBench(gguf, ["-p", "0", "-n", String(opts.newTokens), "-d", String(opts.promptTokens)], opts);
+  const tg = prefillOnly ? null : llamaBench(gguf, ["-p", "0", "-n", String(opts.newTokens), "-d", String(opts.promptTokens)], opts);
   return {
     name: `llama.cpp (${type})`,
     weights: type,
-    threads: tg.n_threads,
-    build: `${tg.build_commit} (build ${tg.build_number})`,
-    settings: { type_k: tg.type_k, type_v: tg.type_v, flash_attn: { "-1": "auto", 0: "off", 1: "on" }[tg.flash_attn] ?? tg.flash_attn,
+    gguf,
+    threads: pp.n_threads,
+    build: `${pp.build_commit} (build ${pp.build_number})`,
+    settings: { type_k: pp.type_k, type_v: pp.type_v, flash_attn: { "-1": "auto", 0: "off", 1: "on" }[pp.flash_attn] ?? pp.flash_attn,
       n_batch: pp.n_batch, n_ubatch: pp.n_ubatch },
     prefill_tok_s: median(pp.samples_ts),
-    decode_tok_s: median(tg.samples_ts),
+    decode_tok_s: tg ? median(tg.samples_ts) : null,
     prefill_runs: pp.samples_ts,
-    decode_runs: tg.samples_ts,
+    decode_runs: tg ? tg.samples_ts : [],
     llama_bench: { pp, tg },
     // llama-simple echoes the prompt (with <|begin_of_text|>) and prints the continuation.
     check: check ? llamaGreedySame(gguf, ours) : null,
   };
+}
+
+// Decode in pairs: a llama4-ts decode and a llama.cpp decode back to back, a few seconds apart (which goes first
+// alternates), opts.pairs times, and the ratio within each pair. The host's memory bandwidth changes from minute to
+// minute; the two halves of a pair share their minute, so the median of the pairs' ratios does not depend on which
+// phase each engine's turn fell in, as the ratio of the pooled medians does.
+async function decodePairs(sdk, dir, ids, opts, dtype, gguf) {
+  const model = await sdk.Llama4ForCausalLM.from_pretrained(dir, dtype === "fp8"
+    ? { quantization_config: new sdk.FbgemmFp8Config() } : { dtype });
+  const ours = async () => {
+    let out = await model.forward({ input_ids: [ids], use_cache: true, logits_to_keep: 1 });
+    const t = performance.now();
+    for (let i = 0; i < opts.newTokens; i++) {
+      out = await model.forward({ input_ids: [[argmaxLast(out.logits)]], past_key_values: out.past_key_values, logits_to_keep: 1 });
+    }
+    return opts.newTokens / ((performance.now() - t) / 1000);
+  };
+  // One timed tg<N> after a <P>-token context, after llama-bench's own warm-up.
+  const theirs = () => llamaBench(gguf, ["-p", "0", "-n", String(opts.newTokens), "-d", String(opts.promptTokens)],
+    { ...opts, repeats: 1 }).samples_ts[0];
+  await ours();  // warm-up
+  const pairs = [];
+  for (let i = 0; i < opts.pairs; i++) {
+    const first = i % 2 === 0 ? await ours() : theirs();
+    const second = i % 2 === 0 ? theirs() : await ours();
+    const [oursTokS, llamaTokS] = i % 2 === 0 ? [first, second] : [second, first];
+    pairs.push({ ours_tok_s: oursTokS, llama_cpp_tok_s: llamaTokS, ratio: oursTokS / llamaTokS });
+  }
+  const ratios = pairs.map((p) => p.ratio);
+  return { pairs, median_ratio: median(ratios), min_ratio: Math.min(...ratios), max_ratio: Math.max(...ratios) };
 }
 
 function benchTorch(dir, dtype, idsPath, opts) {
@@ -383,6 +417,7 @@ async function main() {
       entries.push(["ours", (round) => benchOurs(sdk, dir, config, ids, opts, "highest")]);
       entries.push(["oursMedium", (round) => benchOurs(sdk, dir, config, ids, opts, "medium")]);
       entries.push(["llama", (round, rounds) => benchLlamaCpp(paths[shape].gguf, rounds.ours[0], opts, round === 0)]);
+      if (opts.checkF32) entries.push(["llama_f32", () => benchLlamaCpp(paths[shape].ggufF32, null, opts, false, "f32", true)]);
     }
     for (const bits of opts.weights.filter((w) => w !== "bf16")) {
       entries.push([`ours_${bits}`, (round) => benchOurs(sdk, dir, config, ids, opts, "highest", bits)]);
@@ -410,6 +445,12 @@ async function main() {
     const baselineOf = (r) => pooledRows.find((b) => b.name.startsWith("llama.cpp") &&
       (b.weights === r.weights || (["q8", "fp8"].includes(r.weights) && b.weights === "Q8_0") || (r.weights === "q4" && b.weights === "Q4_0")));
     for (const r of pooledRows) if (!r.name.startsWith("llama.cpp")) r.baseline = baselineOf(r)?.name ?? null;
+    // "medium" decodes on the same kernels as "highest": one set of pairs per weight format.
+    for (const r of pooledRows.filter((x) => x.baseline && x.matmul_precision === "highest" && opts.pairs > 0)) {
+      const base = pooledRows.find((b) => b.name === r.baseline);
+      console.log(`${shape}: ${opts.pairs} decode pairs, llama4-ts ${r.weights} and ${base.name}...`);
+      r.decode_pairs = await decodePairs(sdk, dir, ids, opts, r.weights === "bf16" ? "auto" : r.weights, base.gguf);
+    }
     const torchRuns = opts.torch ? ["bfloat16", "float32"].map((d) => benchTorch(dir, d, idsPath, opts)) : [];
     const memory = {};  // per weight format, once
     for (const r of pooledRows)
@@ -446,7 +487,7 @@ async function main() {
   for (const s of shapes) {
     s.per_token.roofline_decode_tok_s = (bandwidth.best_gb_s * 1e9) / s.per_token.bytes_bf16;
     s.per_token.roofline_median_decode_tok_s = (bandwidth.median_gb_s * 1e9) / s.per_token.bytes_bf16;
-    for (const r of s.results) {
+    for (const r of s.results.filter((x) => x.decode_tok_s)) {
       r.bytes_per_token = bytesPerToken(s.per_token.params_by_part, r.weights ?? "bf16");
       r.decode_roofline_fraction = (r.decode_tok_s * r.bytes_per_token) / (bandwidth.best_gb_s * 1e9);
       r.decode_median_roofline_fraction = (r.decode_tok_s * r.bytes_per_token) / (bandwidth.median_gb_s * 1e9);
@@ -500,18 +541,23 @@ async function main() {
       `${s.per_token.roofline_median_decode_tok_s.toFixed(1)} tok/s at ${bandwidth.median_gb_s.toFixed(1)} GB/s (median)`);
     console.log();
     const ours = s.results.find((r) => r.name === "llama4-ts (bf16 weights, f32 math)");
-    const rows = [["engine", "prefill tok/s", "decode tok/s", "decode / roofline (beside, median, best)", "prefill / llama.cpp", "decode / llama.cpp", "greedy = llama4-ts f32"]];
+    const llamaF32 = s.results.find((r) => r.name === "llama.cpp (f32)");
+    const rows = [["engine", "prefill tok/s", "decode tok/s", "decode / roofline (beside, median, best)", "prefill / llama.cpp",
+      "decode / llama.cpp", "decode pairs: median (range)", "greedy = llama4-ts f32"]];
     for (const r of s.results) {
       const base = s.results.find((b) => b.name === r.baseline);
       let same = "-";
       if (r.check) same = r.check.same_tokens !== undefined ? `${r.check.same_tokens}/${r.check.of} (text)` : same;
       if (ours && r !== ours && r.tokens && !r.name.startsWith("llama.cpp")) same = `${sameTokens(ours.tokens, r.tokens)}/${opts.newTokens}`;
-      rows.push([r.name, r.prefill_tok_s.toFixed(1), r.decode_tok_s.toFixed(2),
-        `${r.decode_beside_roofline_fraction === undefined ? "-" : (100 * r.decode_beside_roofline_fraction).toFixed(0) + "%"}, ` +
+      const pairs = r.decode_pairs;
+      rows.push([r.name, r.prefill_tok_s.toFixed(1), r.decode_tok_s ? r.decode_tok_s.toFixed(2) : "-",
+        !r.decode_tok_s ? "-" : `${r.decode_beside_roofline_fraction === undefined ? "-" : (100 * r.decode_beside_roofline_fraction).toFixed(0) + "%"}, ` +
           `${(100 * r.decode_median_roofline_fraction).toFixed(0)}%, ${(100 * r.decode_roofline_fraction).toFixed(0)}%`,
-        base ? `${(r.prefill_tok_s / base.prefill_tok_s).toFixed(2)}x vs ${base.weights}` : "-",
+        base ? `${(r.prefill_tok_s / base.prefill_tok_s).toFixed(2)}x vs ${base.weights}` +
+          (r === ours && llamaF32 ? `, ${(r.prefill_tok_s / llamaF32.prefill_tok_s).toFixed(2)}x vs f32` : "") : "-",
         base ? `${(r.decode_tok_s / base.decode_tok_s).toFixed(2)}x vs ${base.weights}` +
           (r.decode_tok_s_per_gb_s && base.decode_tok_s_per_gb_s ? ` (${(r.decode_tok_s_per_gb_s / base.decode_tok_s_per_gb_s).toFixed(2)}x per GB/s)` : "") : "-",
+        pairs ? `${pairs.median_ratio.toFixed(2)}x (${pairs.min_ratio.toFixed(2)}-${pairs.max_ratio.toFixed(2)}, ${pairs.pairs.length} pairs)` : "-",
         same]);
     }
     console.log(markdownTable(rows));
