@@ -44,6 +44,20 @@ struct Avx2 {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // Lane j = the sum of v[j]'s lanes, as (s0 + s2) + (s1 + s3) with s_m = v[m] + v[m+4]: each round adds the
+  // halves of twice as many vectors at once (128-bit, 64-bit, 32-bit halves).
+  static V sum_each(const V (&v)[8]) {
+    V h[4], p[2];
+    for (int i = 0; i < 4; i++)  // [v0.lo + v0.hi, v1.lo + v1.hi]
+      h[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x20), _mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x31));
+    for (int i = 0; i < 2; i++)  // 128-bit half k: two partial sums of vectors 4i + k and 4i + 2 + k
+      p[i] = _mm256_add_ps(_mm256_shuffle_ps(h[2 * i], h[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm256_shuffle_ps(h[2 * i], h[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // Half k, element e: the sum of vector k + 2e; put vector j in lane j.
+    const V sums = _mm256_add_ps(_mm256_shuffle_ps(p[0], p[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(p[0], p[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static float hmax(V v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

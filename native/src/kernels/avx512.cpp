@@ -39,6 +39,24 @@ struct Avx512 {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), e, x);  // NaN stays NaN
   }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
+  // Lane j = the sum of v[j]'s lanes, as ((s0 + s2) + (s1 + s3)) with s_m = (v[m] + v[m+8]) + (v[m+4] + v[m+12]):
+  // each round adds the halves of twice as many vectors at once (256-bit, 128-bit, 64-bit, 32-bit halves).
+  static V sum_each(const V (&v)[16]) {
+    V h[8], q[4], p[2];
+    for (int i = 0; i < 8; i++)  // [v0.lo256 + v0.hi256, v1.lo256 + v1.hi256]
+      h[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int i = 0; i < 4; i++)  // 128-bit quad k holds vector 4i + k's four partial sums
+      q[i] = _mm512_add_ps(_mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int i = 0; i < 2; i++)  // quad k: two partial sums of vectors 8i + k and 8i + 4 + k
+      p[i] = _mm512_add_ps(_mm512_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm512_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // Quad k, element e: the sum of vector k + 4e; put vector j in lane j.
+    const V sums = _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(p[0], p[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), sums);
+  }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static float hmax(V v) { return _mm512_reduce_max_ps(v); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }

@@ -7,14 +7,17 @@
 // function template is used here.
 //
 // S provides: V (a vector of S::kLanes floats), zero(), load(), store(), broadcast(), fma(a, b, acc) = a*b+acc,
-// fma1() (the same on one float, rounded as the vector one), hsum(), prefetch(), exp(), Widen<T>::load / load1
-// turning kLanes (or one) weights of element type T into floats, and its register blocking.
+// fma1() (the same on one float, rounded as the vector one), hsum(), sum_each() (kLanes vectors to the vector of
+// their sums, each by the same fixed tree), prefetch(), exp(), Widen<T>::load / load1 turning kLanes (or one)
+// weights of element type T into floats, and its register blocking.
 //
 // Summation order is part of the contract: every output is accumulated in the same order whatever the
 // number of tokens, so a prefill and a token-by-token decode give bit-identical results.
 // - nn.Linear W [N, K]: one output = a dot product of a weight row and a token row, accumulated in kLanes
 //   strided partial sums over K, then hsum, then the K % kLanes tail in order.
 // - Fused experts W [K, N]: one output = a single fused multiply-add chain over k = 0 .. K-1.
+// - Attention scores (keys W [n, D]): kLanes strided partial sums over D as nn.Linear's, then sum_each's tree,
+//   then the D % kLanes tail in order.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -123,6 +126,52 @@ struct Kernels {
     const int64_t block = fit > 0 ? fit : S::kDotRows;
     for (int64_t b0 = n0; b0 < n1; b0 += block)
       dot_tokens<S::kDotRows>(p.x, p.ldx, p.tokens, K, w + b0 * ldw, ldw, min_of(block, n1 - b0), p.y + b0, p.ldy);
+  }
+
+  // ---- attention scores, keys W [n, D]: y[t][j] = x[t] . key j, for keys [j0, j1) ----
+  // Tiles of kScoreRows query rows x kScoreKeys keys, one accumulator each: kLanes of them, which sum_each folds
+  // into one vector of their sums. A horizontal sum per (query, key), as nn.Linear's tiles do, cost as much as the
+  // products at head_dim 128 (a decode step's scores ran at a third of the FMA rate). Each sum is the same fixed
+  // tree over its own accumulator, so a score does not depend on the tile it was computed in.
+  static constexpr int64_t kScoreRows = L < 4 ? L : 4, kScoreKeys = L / kScoreRows;
+  static constexpr int64_t kScoreAhead = 8;  // keys fetched ahead (8 and 16 measured alike, 32 and more slower)
+  static void score_keys(const Product& p, int64_t j0, int64_t j1) {
+    const T* w = static_cast<const T*>(p.w.data);
+    const int64_t D = p.w.cols, ldw = p.w.ld();
+    for (int64_t t0 = 0; t0 < p.tokens; t0 += kScoreRows) {
+      // Rows past the last and keys past j1 repeat the last one; their sums are dropped.
+      const int64_t rows = min_of(kScoreRows, p.tokens - t0);
+      const float* x[kScoreRows];
+      for (int64_t r = 0; r < kScoreRows; r++) x[r] = p.x + (t0 + min_of(r, rows - 1)) * p.ldx;
+      for (int64_t b = j0; b < j1; b += kScoreKeys) {
+        const int64_t keys = min_of(kScoreKeys, j1 - b);
+        const T* key[kScoreKeys];
+        for (int64_t k = 0; k < kScoreKeys; k++) key[k] = w + (b + min_of(k, keys - 1)) * ldw;
+        if (t0 == 0 && b + kScoreAhead < j1)  // the first rows' pass reads the keys from memory: ask ahead
+          for (int64_t k = 0; k < kScoreKeys; k++)
+            for (int64_t byte = 0; byte < D * int64_t(sizeof(T)); byte += 64)
+              S::prefetch(reinterpret_cast<const char*>(w + (b + kScoreAhead + k) * ldw) + byte);
+        V acc[L];  // key k, row r: acc[k * kScoreRows + r]
+        for (int64_t i = 0; i < L; i++) acc[i] = S::zero();
+        int64_t d = 0;
+        for (; d + L <= D; d += L) {
+          V xv[kScoreRows];
+          for (int64_t r = 0; r < kScoreRows; r++) xv[r] = S::load(x[r] + d);
+          for (int64_t k = 0; k < kScoreKeys; k++) {
+            const V kv = W::load(key[k] + d);
+            for (int64_t r = 0; r < kScoreRows; r++) acc[k * kScoreRows + r] = S::fma(kv, xv[r], acc[k * kScoreRows + r]);
+          }
+        }
+        float sums[L];
+        S::store(sums, S::sum_each(acc));
+        for (int64_t k = 0; k < keys; k++)
+          for (int64_t r = 0; r < rows; r++) {
+            float s = sums[k * kScoreRows + r];
+            for (int64_t i = d; i < D; i++) s = S::fma1(x[r][i], W::load1(key[k] + i), s);
+            p.y[(t0 + r) * p.ldy + b + k] = s;
+          }
+      }
+    }
   }
 
   // ---- fused experts, W [K, N], few tokens: stream W's rows, accumulate columns in L1 ----
@@ -333,6 +382,13 @@ KernelTable make_table(const char* name) {
       case DType::BF16: return Kernels<S, BF16Bits>::linear_rows(p, n0, n1, scratch);
       case DType::F8_E4M3: return Kernels<S, F8Bits>::linear_rows(p, n0, n1, scratch);
       default: return Kernels<S, F16Bits>::linear_rows(p, n0, n1, scratch);  // checked by the caller
+    }
+  };
+  t.attention_scores = [](const Product& p, int64_t j0, int64_t j1) {
+    switch (p.w.dtype) {
+      case DType::F32: return Kernels<S, float>::score_keys(p, j0, j1);
+      case DType::BF16: return Kernels<S, BF16Bits>::score_keys(p, j0, j1);
+      default: return Kernels<S, F16Bits>::score_keys(p, j0, j1);  // checked by the caller
     }
   };
   t.in_out_cols = [](const Product& p, int64_t n0, int64_t n1, float* scratch) {

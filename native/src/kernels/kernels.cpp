@@ -263,6 +263,12 @@ void linear_serial(const Product& p, int64_t n0, int64_t n1) {
   product_columns(active(), p, false, n0, n1);
 }
 
+void attention_scores_serial(const Product& p, int64_t j0, int64_t j1) {
+  if (p.w.dtype != DType::F32 && p.w.dtype != DType::BF16 && p.w.dtype != DType::F16)
+    throw std::runtime_error(std::string("no attention kernel for keys of dtype ") + dtype_name(p.w.dtype));
+  active().attention_scores(p, j0, j1);
+}
+
 void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1) {
   check_compute_dtype(p.w);
   product_columns(active(), p, true, n0, n1);

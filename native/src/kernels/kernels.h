@@ -75,6 +75,9 @@ struct KernelTable {
   int64_t scratch_floats;
   // W [N, K] (nn.Linear): y[t, n] = x[t] . W[n]. Each weight row is read from memory once for all tokens.
   void (*linear_rows)(const Product& p, int64_t n0, int64_t n1, float* scratch);
+  // Attention scores, keys W [n, D] (F32, BF16 or F16): y[t, j] = x[t] . W[j] for keys [j0, j1), each summed the
+  // same way whatever the number of query rows and keys.
+  void (*attention_scores)(const Product& p, int64_t j0, int64_t j1);
   // W [K, N] (the fused MoE experts): y[t, n] = sum_k x[t, k] W[k, n]; few tokens stream W's rows in memory
   // order, many go through a GEMM over packed panels.
   void (*in_out_cols)(const Product& p, int64_t n0, int64_t n1, float* scratch);
@@ -148,6 +151,7 @@ Matrix pack_matrix(DType t, int64_t N, int64_t K, const std::function<void(int64
 // The same two products on the calling thread alone, over output columns [n0, n1), for callers that split work
 // across threads themselves: W [out, in] (nn.Linear) and W [in, out].
 void linear_serial(const Product& p, int64_t n0, int64_t n1);
+void attention_scores_serial(const Product& p, int64_t j0, int64_t j1);
 void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1);
 
 // Softmax attention of a block of query rows over keys/values held as segments of consecutive positions

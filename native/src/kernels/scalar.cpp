@@ -22,6 +22,7 @@ struct Scalar {
   static void prefetch(const char*) {}
   static V exp(V x) { return std::exp(x); }
   static float hsum(V v) { return v; }
+  static V sum_each(const V (&v)[kLanes]) { return v[0]; }
   static V max(V a, V b) { return a > b ? a : b; }
   static float hmax(V v) { return v; }
   static V mul(V a, V b) { return a * b; }

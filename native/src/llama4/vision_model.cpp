@@ -107,7 +107,7 @@ void tile_attention(const float* q, const float* k, const float* v, int64_t tile
       const Matrix values{DType::F32, vh.data() + g * group_size, tokens, head_dim};  // [in = tokens, out = head_dim]
       scores.resize(nq * tokens);
       context.resize(nq * head_dim);
-      linear_serial(Product{qh.data() + g * group_size + q0 * head_dim, head_dim, nq, keys, scores.data(), tokens}, 0, tokens);
+      attention_scores_serial(Product{qh.data() + g * group_size + q0 * head_dim, head_dim, nq, keys, scores.data(), tokens}, 0, tokens);
       for (int64_t j = 0; j < nq; j++) {
         float* row = scores.data() + j * tokens;
         float best = -INFINITY;
