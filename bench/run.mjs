@@ -6,7 +6,9 @@
 // Flags: --threads N (default: all cores), --shape large-vocab|moe|all (all), --repeats N (3),
 //        --prompt-tokens N (512), --new-tokens N (64), --torch (add transformers bf16/f32 rows),
 //        --check-f32 (also run llama.cpp on an f32 GGUF, converted once: its greedy tokens and its prefill, the f32
-//        arithmetic llama4-ts does by default), --pairs N (decode pairs per format, 9; 0: none).
+//        arithmetic llama4-ts does by default), --pairs N (decode pairs per format, 9; 0: none),
+//        --isa native|avx2 (native: every instruction set the CPU has; avx2: llama4-ts's AVX2 kernels against a
+//        llama.cpp built without AVX-512, what both run on a CPU that only has AVX2).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -19,7 +21,11 @@ const CACHE = join(HERE, ".cache");
 const LLAMA_CPP_VERSION = "0.3.36"; // llama-cpp-python sdist that vendors the baseline (bench/setup_llama_cpp.sh)
 const LLAMA_CPP_SRC = join(CACHE, "llama.cpp", `llama_cpp_python-${LLAMA_CPP_VERSION}`);
 const LLAMA_CPP_TREE = join(LLAMA_CPP_SRC, "vendor", "llama.cpp");
-const LLAMA_CPP_BIN = join(CACHE, "llama.cpp", "build", "bin");
+// Per instruction-set choice (--isa): llama.cpp's build directory and llama4-ts's kernel set (LLAMA4_TS_KERNELS).
+const ISAS = { native: { build: "build", kernels: null }, avx2: { build: "build-avx2", kernels: "avx2" } };
+const llamaCppBin = (isa) => join(CACHE, "llama.cpp", ISAS[isa].build, "bin");
+// llama-quantize's files do not depend on the build: the native one makes them for every --isa.
+const LLAMA_QUANTIZE = join(llamaCppBin("native"), "llama-quantize");
 const BANDWIDTH_BIN = join(CACHE, "bandwidth");
 // Bump the suffix when make_scout_like.py changes, so a stale cached checkpoint is not reused.
 const CHECKPOINT_VERSION = "v1";
@@ -36,10 +42,10 @@ const LLAMA_QUANT = { q8: ["Q8_0"], q4: ["Q4_0", "Q4_K_M"], fp8: [] };  // llama
 
 const USAGE =
   "usage: node bench/run.mjs [--threads N] [--shape large-vocab|moe|all] [--weights bf16,q8,q4,fp8] [--repeats N] [--rounds N] " +
-  "[--prompt-tokens N] [--new-tokens N] [--torch] [--check-f32] [--pairs N]";
+  "[--prompt-tokens N] [--new-tokens N] [--torch] [--check-f32] [--pairs N] [--isa native|avx2]";
 
 function parseArgs(argv) {
-  const opts = { threads: availableParallelism(), shapes: SHAPES, weights: WEIGHTS, repeats: 3, rounds: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false, pairs: 9 };
+  const opts = { threads: availableParallelism(), shapes: SHAPES, weights: WEIGHTS, repeats: 3, rounds: 3, promptTokens: 512, newTokens: 64, torch: false, checkF32: false, pairs: 9, isa: "native" };
   const numeric = { "--threads": "threads", "--prompt-tokens": "promptTokens", "--new-tokens": "newTokens", "--repeats": "repeats", "--rounds": "rounds", "--pairs": "pairs" };
   const fail = (arg) => {
     console.error(`${USAGE} (bad: ${arg})`);
@@ -52,6 +58,10 @@ function parseArgs(argv) {
       opts.torch = true;
     } else if (flag === "--check-f32" && inline === undefined) {
       opts.checkF32 = true;
+    } else if (flag === "--isa") {
+      const value = inline ?? argv[++i];
+      if (!ISAS[value]) fail(arg);
+      opts.isa = value;
     } else if (flag === "--shape") {
       const value = inline ?? argv[++i];
       if (value === "all") opts.shapes = SHAPES;
@@ -92,11 +102,13 @@ function buildOnce(path, what, write) {
   renameSync(tmp, path);
 }
 
-function ensureLlamaCpp() {
-  const bins = ["llama-bench", "llama-simple", "llama-quantize"].map((b) => join(LLAMA_CPP_BIN, b));
-  if (bins.every(existsSync)) return;
-  console.log("building the llama.cpp baseline (once; takes a while)...");
-  run("bash", [join(HERE, "setup_llama_cpp.sh")], "building llama.cpp", { inherit: true });
+function ensureLlamaCpp(isa) {
+  for (const build of new Set(["native", isa])) {
+    const bins = ["llama-bench", "llama-simple", "llama-quantize"].map((b) => join(llamaCppBin(build), b));
+    if (bins.every(existsSync)) continue;
+    console.log(`building the llama.cpp baseline (${build}; once, takes a while)...`);
+    run("bash", [join(HERE, "setup_llama_cpp.sh"), build], "building llama.cpp", { inherit: true });
+  }
 }
 
 function ensureBandwidthProbe() {
@@ -125,14 +137,14 @@ function ensureShape(shape, opts) {
   for (const type of opts.weights.flatMap((w) => LLAMA_QUANT[w] ?? [])) {
     quantized[type] = `${dir}.${type}.gguf`;
     buildOnce(quantized[type], `quantizing the ${shape} GGUF to ${type}`, (tmp) =>
-      run(join(LLAMA_CPP_BIN, "llama-quantize"), [bf16, tmp, type], "llama-quantize"));
+      run(LLAMA_QUANTIZE, [bf16, tmp, type], "llama-quantize"));
   }
   return { dir, gguf: bf16, quantized, ggufF32: opts.checkF32 ? gguf("f32") : null };
 }
 
 // Greedy continuation of CHECK_PROMPT by llama-simple, compared with ours by decoded text prefix.
-function llamaGreedySame(gguf, ours) {
-  const text = run(join(LLAMA_CPP_BIN, "llama-simple"), ["-m", gguf, "-n", String(CHECK_TOKENS), CHECK_PROMPT], "llama-simple");
+function llamaGreedySame(gguf, ours, opts) {
+  const text = run(join(llamaCppBin(opts.isa), "llama-simple"), ["-m", gguf, "-n", String(CHECK_TOKENS), CHECK_PROMPT], "llama-simple");
   let same = 0;
   // A prefix that ends inside a multi-byte character decodes to U+FFFD; compare without it.
   while (same < ours.check.tokens.length && text.startsWith(ours.check.texts[same + 1].replace(/\uFFFD+$/, ""))) same++;
@@ -294,7 +306,7 @@ function measureMemory(dir, weights, ids, opts) {
 }
 
 function llamaBench(gguf, args, opts) {
-  const out = run(join(LLAMA_CPP_BIN, "llama-bench"),
+  const out = run(join(llamaCppBin(opts.isa), "llama-bench"),
     ["-m", gguf, "-t", String(opts.threads), "-r", String(opts.repeats), "-o", "json", ...args], "llama-bench");
   const rows = JSON.parse(out);
   if (rows.length !== 1) throw new Error(`llama-bench returned ${rows.length} results, expected 1`);
@@ -330,7 +342,7 @@ function benchLlamaCpp(gguf, ours, opts, check = true, type = "bf16", prefillOnl
     decode_runs: tg ? tg.samples_ts : [],
     llama_bench: { pp, tg },
     // llama-simple echoes the prompt (with <|begin_of_text|>) and prints the continuation.
-    check: check ? llamaGreedySame(gguf, ours) : null,
+    check: check ? llamaGreedySame(gguf, ours, opts) : null,
   };
 }
 
@@ -390,7 +402,9 @@ const dirBytes = (dir) => readdirSync(dir).reduce((s, f) => s + statSync(join(di
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  ensureLlamaCpp();
+  ensureLlamaCpp(opts.isa);
+  // Before the SDK loads: the engine reads its kernel set choice once.
+  if (ISAS[opts.isa].kernels) process.env.LLAMA4_TS_KERNELS = ISAS[opts.isa].kernels;
   ensureBandwidthProbe();
   const paths = Object.fromEntries(opts.shapes.map((s) => [s, ensureShape(s, opts)]));
 
@@ -501,7 +515,7 @@ async function main() {
   // After all timings: loading an f32 GGUF doubles the page cache footprint and could evict the bf16 weights.
   for (const s of shapes) {
     const llama = s.results.find((r) => r.name === "llama.cpp (bf16)");
-    if (paths[s.shape].ggufF32 && llama) llama.check_f32 = llamaGreedySame(paths[s.shape].ggufF32, s.results[0]);
+    if (paths[s.shape].ggufF32 && llama) llama.check_f32 = llamaGreedySame(paths[s.shape].ggufF32, s.results[0], opts);
   }
 
   const result = {
@@ -509,6 +523,7 @@ async function main() {
     threads: opts.threads,
     cpu: cpus()[0]?.model ?? "unknown",
     node: process.version,
+    isa: opts.isa,
     llama4_ts_simd: sdk.simdKernels(),
     llama_cpp: (({ build, settings }) => ({ build, llama_cpp_python_sdist: LLAMA_CPP_VERSION, ...settings }))(shapes[0].results.find((r) => r.name.startsWith("llama.cpp"))),
     torch: (({ torch, transformers } = {}) => (torch ? { torch, transformers } : null))(shapes[0].results.find((r) => r.torch)),
@@ -525,7 +540,7 @@ async function main() {
     `(best of ${bandwidth.passes} passes over ${bandwidth.buffer_mib} MiB around the engines; ` +
     `medians ${probes.map((p) => p.median_gb_s.toFixed(1)).join(", ")})`);
   console.log(`engines     llama4-ts SIMD ${result.llama4_ts_simd}, node ${result.node}; llama.cpp ${result.llama_cpp.build} ` +
-    `(KV ${result.llama_cpp.type_k}/${result.llama_cpp.type_v}, flash_attn ${result.llama_cpp.flash_attn})` +
+    `(${opts.isa === "native" ? "GGML_NATIVE=ON" : "GGML_NATIVE=OFF: AVX2, no AVX-512"}, KV ${result.llama_cpp.type_k}/${result.llama_cpp.type_v}, flash_attn ${result.llama_cpp.flash_attn})` +
     (result.torch ? `; torch ${result.torch.torch}, transformers ${result.torch.transformers}` : ""));
   console.log(`workload    ${opts.promptTokens}-token prefill; ${opts.newTokens} greedy decode steps after it; median of ` +
     `${opts.rounds} rounds x ${opts.repeats} runs (engines taking turns), each round after a warm-up`);

@@ -4,7 +4,10 @@
 # The llama.cpp tree comes from the llama-cpp-python source distribution on PyPI, which vendors a pinned
 # llama.cpp commit (see bench/README.md), so the baseline is reproducible without a GitHub checkout.
 #
-# usage: bash bench/setup_llama_cpp.sh            (env: JOBS=N, default: all cores)
+# usage: bash bench/setup_llama_cpp.sh [native|avx2]   (env: JOBS=N, default: all cores)
+#   native (the default): GGML_NATIVE=ON into build/, everything this CPU has (AVX-512, AVX512_BF16, ...).
+#   avx2: GGML_NATIVE=OFF (SSE4.2, AVX, AVX2, FMA, F16C, BMI2; no AVX-512) into build-avx2/, what llama.cpp runs on a
+#   CPU without AVX-512; `npm run bench -- --isa avx2` sets it against llama4-ts's AVX2 kernels.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,7 +18,12 @@ VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 EXPECTED_COMMIT="0c1e57098bba43ac29e6e3b677cdceebdd22334f"
 BUILD_NUMBER=11312
 SRC="$CACHE/llama_cpp_python-$VERSION/vendor/llama.cpp"
-BUILD="$CACHE/build"
+ISA="${1:-native}"
+case "$ISA" in
+  native) BUILD="$CACHE/build"; NATIVE=ON ;;
+  avx2) BUILD="$CACHE/build-avx2"; NATIVE=OFF ;;
+  *) echo "usage: bash bench/setup_llama_cpp.sh [native|avx2]" >&2; exit 2 ;;
+esac
 JOBS="${JOBS:-$(nproc)}"
 
 mkdir -p "$CACHE"
@@ -46,7 +54,7 @@ if [ ! -f "$BUILD/CMakeCache.txt" ] && command -v ninja >/dev/null; then GENERAT
 # release number and the short commit instead. Static libraries keep the binaries self-contained.
 cmake -S "$SRC" -B "$BUILD" "${GENERATOR[@]}" \
   -DCMAKE_BUILD_TYPE=Release \
-  -DGGML_NATIVE=ON \
+  -DGGML_NATIVE="$NATIVE" \
   -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_BUILD_NUMBER="$BUILD_NUMBER" \
   -DLLAMA_BUILD_COMMIT="${COMMIT:0:9}" \
