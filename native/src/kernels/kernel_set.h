@@ -20,7 +20,6 @@
 //   then the D % kLanes tail in order.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 
 #include "kernels.h"
 
