@@ -107,6 +107,8 @@ export interface MatmulOptions {
   rows: number;
   cols: number;
   inOut: boolean;
+  /** Run the product (keys [rows = n, cols = D], x = queries) on attention's scores kernel instead. */
+  attentionScores?: boolean;
 }
 
 export interface NativeEngine {

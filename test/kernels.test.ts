@@ -1,7 +1,8 @@
 // Every kernel set this CPU can run (avx512, avx2, scalar) against a float64 reference of the same
 // product, on shapes that cross every edge of the kernels: 1-4 tokens (row kernels), 8+ tokens (packed GEMM),
 // ragged panels, inner dimensions past the GEMM's depth block (256) and outputs past its column block (256),
-// for both weight layouts ([out, in] nn.Linear and [in, out] fused experts) and every weight dtype.
+// for both weight layouts ([out, in] nn.Linear and [in, out] fused experts) and every weight dtype; and
+// attention's scores kernel on the same terms.
 // Bound per output: 2 * 2^-24 * K * sum_k |x_k w_k|, twice the worst case of f32 accumulation over K terms in
 // any order; a wrong index or a dropped term is off by about a whole term, 30 times what this allows at K = 513.
 import { describe, expect, test } from "vitest";
@@ -91,6 +92,53 @@ describe("kernel sets", () => {
         }
       }
       expect(checked).toBe(SHAPES.length * TOKENS.length * 2);
+    });
+  });
+
+  // Attention's scores kernel (tiles of queries x keys whose partial sums one transpose-add tree folds into their
+  // scores) computes the nn.Linear product of queries and keys [n, D]: same bound, on head dimensions around the
+  // vector widths, with query and key counts that leave ragged tiles.
+  describe.each(SETS)("%s attention scores", (kernels) => {
+    test.each(["F32", "BF16", "F16"] as DTypeName[])("%s keys against a float64 reference", (dtype) => {
+      const next = rng(17);
+      let checked = 0;
+      for (const D of [5, 16, 17, 64, 128, 130])
+        for (const n of [1, 3, 4, 5, 17, 37]) {
+          const keys = randomWeights(n * D, dtype, next);
+          for (const rows of [1, 2, 4, 5, 7, 13]) {
+            const q = new Float32Array(rows * D).map(() => next() * 2 - 1);
+            const scores = native().matmul({ kernels, x: q, tokens: rows, weight: keys.bits, dtype, rows: n, cols: D, inOut: false, attentionScores: true });
+            expect(scores.length).toBe(rows * n);
+            let worst = 0;
+            for (let r = 0; r < rows; r++)
+              for (let j = 0; j < n; j++) {
+                let ref = 0, magnitude = 0;
+                for (let d = 0; d < D; d++) {
+                  const term = q[r * D + d] * keys.values[j * D + d];
+                  ref += term;
+                  magnitude += Math.abs(term);
+                }
+                worst = Math.max(worst, Math.abs(scores[r * n + j] - ref) / (2 * 2 ** -24 * D * magnitude));
+              }
+            expect(worst, `${kernels} ${dtype} D=${D} n=${n} rows=${rows}`).toBeLessThanOrEqual(1);
+            checked++;
+          }
+        }
+      expect(checked).toBe(6 * 6 * 6);
+    });
+
+    test("a score's bits do not depend on the other queries and keys in the call", () => {
+      const next = rng(19);
+      const D = 128, n = 37, rows = 13;
+      const keys = randomWeights(n * D, "F32", next);
+      const q = new Float32Array(rows * D).map(() => next() * 2 - 1);
+      const all = native().matmul({ kernels, x: q, tokens: rows, weight: keys.bits, dtype: "F32", rows: n, cols: D, inOut: false, attentionScores: true });
+      for (const r of [0, 6, 12])
+        for (const [first, count] of [[0, 1], [5, 32], [36, 1]]) {
+          const some = native().matmul({ kernels, x: q.slice(r * D, (r + 1) * D), tokens: 1, weight: keys.bits.slice(first * D, (first + count) * D),
+            dtype: "F32", rows: count, cols: D, inOut: false, attentionScores: true });
+          expect(Array.from(some), `query ${r}, keys ${first}..${first + count}`).toEqual(Array.from(all.subarray(r * n + first, r * n + first + count)));
+        }
     });
   });
 

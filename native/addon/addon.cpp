@@ -497,8 +497,9 @@ Napi::Value KernelSets(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// matmul({ kernels, x, tokens, weight, dtype, rows, cols, inOut, quantize }): one product on a named kernel set,
-// so tests can hold every set the CPU has to the same reference. With quantize ("q8" / "q4", or "fp8": e4m3 with a
+// matmul({ kernels, x, tokens, weight, dtype, rows, cols, inOut, quantize, attentionScores }): one product on a named
+// kernel set, so tests can hold every set the CPU has to the same reference. attentionScores: the same product
+// ([out, in] weights: keys [n, D], tokens: queries) on attention's scores kernel. With quantize ("q8" / "q4", or "fp8": e4m3 with a
 // scale per output row, activations left in f32) the weight is quantized first and the result is { y, weight, x }: the output and the dequantized weight [out, in] and
 // activations [tokens, in] it was computed from. Synchronous: for small test sizes only.
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
@@ -508,10 +509,12 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const std::string kernels = o.Get("kernels").ToString().Utf8Value(), dtype_name = o.Get("dtype").ToString().Utf8Value();
   const int64_t tokens = o.Get("tokens").ToNumber().Int64Value(), rows = o.Get("rows").ToNumber().Int64Value(),
                 cols = o.Get("cols").ToNumber().Int64Value();
-  const bool in_out = o.Get("inOut").ToBoolean().Value();
+  const bool in_out = o.Get("inOut").ToBoolean().Value(), scores = o.Has("attentionScores") && o.Get("attentionScores").ToBoolean().Value();
   const std::string quantize = o.Has("quantize") && !o.Get("quantize").IsUndefined() ? o.Get("quantize").ToString().Utf8Value() : "";
   if (!quantize.empty() && quantize != "q8" && quantize != "q4" && quantize != "fp8")
     throw Napi::TypeError::New(env, "matmul: quantize must be \"q8\", \"q4\" or \"fp8\", got " + quantize);
+  if (scores && (in_out || !quantize.empty()))
+    throw Napi::TypeError::New(env, "matmul: attentionScores takes keys [n, D] (inOut false), unquantized");
   l4::DType dtype;
   if (!l4::dtype_from_name(dtype_name, &dtype) ||
       (dtype != l4::DType::F32 && dtype != l4::DType::BF16 && dtype != l4::DType::F16))
@@ -532,7 +535,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   try {
     if (!quantize.empty())
       m = l4::quantize_matrix(m, quantize == "q8" ? l4::DType::Q8 : quantize == "q4" ? l4::DType::Q4 : l4::DType::F8_E4M3, storage);
-    l4::matmul_on(kernels, x.data(), tokens, m, y.data());
+    if (scores) l4::attention_scores_on(kernels, x.data(), tokens, m, y.data());
+    else l4::matmul_on(kernels, x.data(), tokens, m, y.data());
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }

@@ -76,6 +76,11 @@ void check_compute_dtype(const Matrix& w) {
     throw std::runtime_error(std::string("no kernel for weight dtype ") + dtype_name(w.dtype));
 }
 
+void check_key_dtype(const Matrix& keys) {
+  if (keys.dtype != DType::F32 && keys.dtype != DType::BF16 && keys.dtype != DType::F16)
+    throw std::runtime_error(std::string("no attention kernel for keys of dtype ") + dtype_name(keys.dtype));
+}
+
 float* scratch_for(const KernelTable& k) {
   thread_local std::vector<float> scratch;
   if (int64_t(scratch.size()) < k.scratch_floats) scratch.resize(k.scratch_floats);
@@ -264,9 +269,15 @@ void linear_serial(const Product& p, int64_t n0, int64_t n1) {
 }
 
 void attention_scores_serial(const Product& p, int64_t j0, int64_t j1) {
-  if (p.w.dtype != DType::F32 && p.w.dtype != DType::BF16 && p.w.dtype != DType::F16)
-    throw std::runtime_error(std::string("no attention kernel for keys of dtype ") + dtype_name(p.w.dtype));
+  check_key_dtype(p.w);
   active().attention_scores(p, j0, j1);
+}
+
+void attention_scores_on(const std::string& kernel_set, const float* q, int64_t rows, const Matrix& keys, float* scores) {
+  check_key_dtype(keys);
+  for (const KernelTable* k : supported())
+    if (kernel_set == k->name) return k->attention_scores(Product{q, keys.cols, rows, keys, scores, keys.rows}, 0, keys.rows);
+  throw std::runtime_error("no kernel set \"" + kernel_set + "\" on this CPU");
 }
 
 void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1) {

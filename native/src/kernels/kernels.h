@@ -139,6 +139,8 @@ void matmul_batch(const std::vector<MatmulJob>& jobs);
 // One product on a named kernel set of available_kernels(): lets a test compare every set the CPU has, in one
 // process.
 void matmul_on(const std::string& kernel_set, const float* x, int64_t tokens, const Matrix& w, float* y);
+// Attention scores of `rows` queries against keys [n, D] on a named kernel set: scores [rows, n].
+void attention_scores_on(const std::string& kernel_set, const float* q, int64_t rows, const Matrix& keys, float* scores);
 // A float matrix quantized to Q8 / Q4 (load-time quantization, tests), or to F8_E4M3 with a scale per output row
 // as FbgemmFp8 does (max(amax / 448, 1 / (448 * 512)), round to nearest): `storage` receives the data and scales the
 // returned view points to. An [in, out] matrix comes out transposed to [out, in].
