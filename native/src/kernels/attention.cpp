@@ -134,7 +134,7 @@ void attend_tiled(const AttentionBlock& a, const std::vector<KeySegment>& segmen
                                 0, piece.count);
     } else {
       // Scores = q . K^T with K^T [D, n] as an [in, out] matrix: the GEMM kernels keep every score in a register
-      // down the head dimension, rather than a horizontal sum per (query, key) for a head dimension of a few vectors.
+      // down the head dimension, rather than dot products that span a few vectors each.
       std::fill(keys_t, keys_t + D * n, 0.0f);
       for (const AttentionScratch::Piece& piece : pieces) {
         const Matrix keys = piece.segment->keys.slice_rows(piece.row, piece.count);

@@ -263,11 +263,6 @@ void set_matmul_precision(const std::string& precision) {
 
 const char* matmul_precision() { return g_medium_precision.load() ? "medium" : "highest"; }
 
-void linear_serial(const Product& p, int64_t n0, int64_t n1) {
-  check_compute_dtype(p.w);
-  product_columns(active(), p, false, n0, n1);
-}
-
 void attention_scores_serial(const Product& p, int64_t j0, int64_t j1) {
   check_key_dtype(p.w);
   active().attention_scores(p, j0, j1);

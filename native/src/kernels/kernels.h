@@ -150,9 +150,8 @@ Matrix quantize_matrix(const Matrix& w, DType target, WeightBytes& storage);
 Matrix pack_matrix(DType t, int64_t N, int64_t K, const std::function<void(int64_t, int8_t*, uint16_t*)>& row,
                    WeightBytes& storage);
 
-// The same two products on the calling thread alone, over output columns [n0, n1), for callers that split work
-// across threads themselves: W [out, in] (nn.Linear) and W [in, out].
-void linear_serial(const Product& p, int64_t n0, int64_t n1);
+// On the calling thread alone, for callers that split work across threads themselves: attention scores (keys
+// [n, D] as W, queries as x; keys [j0, j1)) and the product with W [in, out] over output columns [n0, n1).
 void attention_scores_serial(const Product& p, int64_t j0, int64_t j1);
 void matmul_in_out_serial(const Product& p, int64_t n0, int64_t n1);
 
