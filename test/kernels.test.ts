@@ -47,6 +47,24 @@ function randomWeights(n: number, dtype: DTypeName, next: () => number): { bits:
   return { bits, values };
 }
 
+// Worst error of y[t, n] against sum_k x[t, k] w(n, k) in float64, as a fraction of the bound
+// 2 * 2^-24 * steps * sum_k |x[t, k] w(n, k)| (steps: the f32 roundings an output goes through).
+function worstAccumulationError(y: Float32Array, x: ArrayLike<number>, tokens: number, K: number, N: number,
+                                weight: (n: number, k: number) => number, steps: number): number {
+  let worst = 0;
+  for (let t = 0; t < tokens; t++)
+    for (let n = 0; n < N; n++) {
+      let ref = 0, magnitude = 0;
+      for (let k = 0; k < K; k++) {
+        const term = x[t * K + k] * weight(n, k);
+        ref += term;
+        magnitude += Math.abs(term);
+      }
+      worst = Math.max(worst, Math.abs(y[t * N + n] - ref) / (2 * 2 ** -24 * steps * magnitude + 1e-30));
+    }
+  return worst;
+}
+
 const SETS = availableKernels();
 const TOKENS = [1, 2, 3, 4, 5, 7, 8, 13, 33];
 const SHAPES: [number, number][] = [ // [in, out]
@@ -75,17 +93,7 @@ describe("kernel sets", () => {
             const [rows, cols] = inOut ? [K, N] : [N, K];
             const y = native().matmul({ kernels, x, tokens, weight: w.bits, dtype, rows, cols, inOut });
             expect(y.length).toBe(tokens * N);
-            let worst = 0;
-            for (let t = 0; t < tokens; t++)
-              for (let n = 0; n < N; n++) {
-                let ref = 0, magnitude = 0;
-                for (let k = 0; k < K; k++) {
-                  const term = x[t * K + k] * w.values[inOut ? k * N + n : n * K + k];
-                  ref += term;
-                  magnitude += Math.abs(term);
-                }
-                worst = Math.max(worst, Math.abs(y[t * N + n] - ref) / (2 * 2 ** -24 * K * magnitude));
-              }
+            const worst = worstAccumulationError(y, x, tokens, K, N, (n, k) => w.values[inOut ? k * N + n : n * K + k], K);
             expect(worst, `${kernels} ${dtype} K=${K} N=${N} tokens=${tokens} inOut=${inOut}`).toBeLessThanOrEqual(1);
             checked++;
           }
@@ -109,17 +117,7 @@ describe("kernel sets", () => {
             const q = new Float32Array(rows * D).map(() => next() * 2 - 1);
             const scores = native().matmul({ kernels, x: q, tokens: rows, weight: keys.bits, dtype, rows: n, cols: D, inOut: false, attentionScores: true });
             expect(scores.length).toBe(rows * n);
-            let worst = 0;
-            for (let r = 0; r < rows; r++)
-              for (let j = 0; j < n; j++) {
-                let ref = 0, magnitude = 0;
-                for (let d = 0; d < D; d++) {
-                  const term = q[r * D + d] * keys.values[j * D + d];
-                  ref += term;
-                  magnitude += Math.abs(term);
-                }
-                worst = Math.max(worst, Math.abs(scores[r * n + j] - ref) / (2 * 2 ** -24 * D * magnitude));
-              }
+            const worst = worstAccumulationError(scores, q, rows, D, n, (j, d) => keys.values[j * D + d], D);
             expect(worst, `${kernels} ${dtype} D=${D} n=${n} rows=${rows}`).toBeLessThanOrEqual(1);
             checked++;
           }
@@ -250,18 +248,8 @@ describe("kernel sets", () => {
               }
             expect(weightError, `weights ${quantize} K=${K} N=${N} inOut=${inOut}`).toBeLessThanOrEqual(1);
             expect(activationError, `activations K=${K} tokens=${tokens}`).toBeLessThanOrEqual(1);
-            let worst = 0;
-            for (let t = 0; t < tokens; t++)
-              for (let n = 0; n < N; n++) {
-                let ref = 0, magnitude = 0;
-                for (let k = 0; k < K; k++) {
-                  const term = r.x[t * K + k] * r.weight[n * K + k];
-                  ref += term;
-                  magnitude += Math.abs(term);
-                }
-                // f32 steps per output: one scale product and one fma per block, then a sum over up to 16 lanes
-                worst = Math.max(worst, Math.abs(r.y[t * N + n] - ref) / (2 * 2 ** -24 * (2 * Math.ceil(K / 32) + 16) * magnitude + 1e-30));
-              }
+            // f32 steps per output: one scale product and one fma per block, then a sum over up to 16 lanes
+            const worst = worstAccumulationError(r.y, r.x, tokens, K, N, (n, k) => r.weight[n * K + k], 2 * Math.ceil(K / 32) + 16);
             expect(worst, `${kernels} ${quantize} K=${K} N=${N} tokens=${tokens} inOut=${inOut}`).toBeLessThanOrEqual(1);
             checked++;
           }
@@ -294,7 +282,7 @@ describe("kernel sets", () => {
         for (const inOut of [false, true]) {
           const [rows, cols] = inOut ? [K, N] : [N, K];
           const r = native().matmul({ kernels, x, tokens, weight: w.bits, dtype: "BF16", rows, cols, inOut, quantize: "fp8" });
-          let weightError = 0, worst = 0;
+          let weightError = 0;
           for (let n = 0; n < N; n++) {
             let amax = 0;
             for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(w.values[inOut ? k * N + n : n * K + k]));
@@ -304,16 +292,7 @@ describe("kernel sets", () => {
               weightError = Math.max(weightError, Math.abs(r.weight[n * K + k] - v) / Math.max(2 ** -4 * Math.abs(v), 2 ** -10 * scale));
             }
           }
-          for (let t = 0; t < tokens; t++)
-            for (let n = 0; n < N; n++) {
-              let ref = 0, magnitude = 0;
-              for (let k = 0; k < K; k++) {
-                const term = x[t * K + k] * r.weight[n * K + k];
-                ref += term;
-                magnitude += Math.abs(term);
-              }
-              worst = Math.max(worst, Math.abs(r.y[t * N + n] - ref) / (2 * 2 ** -24 * (K + 2) * magnitude + 1e-30));
-            }
+          const worst = worstAccumulationError(r.y, x, tokens, K, N, (n, k) => r.weight[n * K + k], K + 2);
           expect(weightError, `weights K=${K} N=${N} inOut=${inOut}`).toBeLessThanOrEqual(1);
           expect(worst, `${kernels} K=${K} N=${N} tokens=${tokens} inOut=${inOut}`).toBeLessThanOrEqual(1);
         }
